@@ -1,0 +1,46 @@
+# Keel: `make run` serves a working backend; `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: run test venv lint format typecheck boundaries migrations-check pytest clean
+
+$(VENV)/.installed: requirements/base.txt requirements/local.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Keel needs Python 3.11 or newer"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/local.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) manage.py keel_run --port $(PORT)
+
+test: venv lint typecheck boundaries migrations-check pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: venv
+	$(BIN)/mypy $$(ls apps/*/services.py apps/*/selectors.py apps/*/services/*.py apps/*/selectors/*.py 2>/dev/null)
+
+boundaries: venv
+	$(BIN)/lint-imports
+
+migrations-check: venv
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
+
+pytest: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""Django's error handlers, answering problem+json like the API does."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+from apps.core.exceptions import KeelError, problem_http_response
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_http_response(request, KeelError("The request could not be understood."))
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_http_response(request, PermissionDenied())
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_http_response(request, Http404())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return problem_http_response(request, RuntimeError("unhandled"))

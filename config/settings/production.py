@@ -1,0 +1,35 @@
+"""Production: the same settings as base, with the safety checks switched on.
+
+Nothing here changes behaviour silently: it only hardens transport and
+refuses to start on an unsafe configuration.
+"""
+
+import sys
+
+from .base import *
+from .base import ALLOWED_HOSTS, DEBUG, INSECURE_DEFAULT_SECRET_KEY, SECRET_KEY, env
+
+
+def _refuse(message: str) -> None:
+    # One clear line for the operator instead of a traceback from deep inside
+    # Django's settings machinery.
+    sys.stderr.write(f"Keel refuses to start in production: {message}\n")
+    raise SystemExit(78)  # EX_CONFIG
+
+
+if DEBUG:
+    _refuse("DJANGO_DEBUG is on; set DJANGO_DEBUG=false.")
+if not SECRET_KEY or SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+    _refuse("DJANGO_SECRET_KEY is missing or the default; set it to 50+ random characters.")
+if not ALLOWED_HOSTS:
+    _refuse("DJANGO_ALLOWED_HOSTS is empty; set it to the host names Keel is served on.")
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# Health checks and metrics are scraped over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
