@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.accounts.api.urls")),
+    path("api/v1/", include("apps.content.api.urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

@@ -60,7 +60,7 @@ def user(db: None) -> object:
 @pytest.fixture
 def client_for(db: None) -> Callable[..., APIClient]:
     """An API client signed in as ``user`` through a real access token."""
-    from apps.accounts.services import tokens_issue_for_user
+    from apps.accounts.services.tokens import tokens_issue_for_user
 
     def make(user: object) -> APIClient:
         client = APIClient()

@@ -349,6 +349,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
+# --- Accounts ---------------------------------------------------------------
+
+# --- Content ----------------------------------------------------------------
+
+# --- Realtime ---------------------------------------------------------------
+
 from apps.core.logging import configure_logging  # noqa: E402
 
 configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)

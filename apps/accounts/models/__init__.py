@@ -1,0 +1,6 @@
+"""Accounts models, one module per concern."""
+
+from apps.accounts.models.audit import AuditEvent
+from apps.accounts.models.user import User, UserManager
+
+__all__ = ["AuditEvent", "User", "UserManager"]
