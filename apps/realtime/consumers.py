@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.core.request_context import bind_request_id, new_request_id
+from apps.realtime.services import session_group_name
 
 logger = structlog.get_logger(__name__)
 
@@ -31,6 +32,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.connection_id = uuid.uuid4().hex
         self.user_id = None
+        self.session_id: str | None = None
         self._auth_deadline = None
         await self.accept()
         self._auth_deadline = asyncio.get_running_loop().create_task(self._close_unless_authenticated())
@@ -38,6 +40,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
+        if self.session_id and self.channel_layer is not None:
+            await self.channel_layer.group_discard(session_group_name(self.session_id), self.channel_name)
+
+    async def session_revoked(self, _message: dict[str, Any]) -> None:
+        """The session behind this socket was revoked (logout, revoke, reset, deletion)."""
+        await self._send({"type": "error", "code": "invalid_token"})
+        await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(getattr(settings, "REALTIME_AUTH_TIMEOUT_SECONDS", 10))
@@ -85,6 +94,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.user_id = identity.user_id
+        if identity.session_id and identity.session_id != self.session_id and self.channel_layer is not None:
+            if self.session_id:
+                await self.channel_layer.group_discard(session_group_name(self.session_id), self.channel_name)
+            self.session_id = identity.session_id
+            await self.channel_layer.group_add(session_group_name(self.session_id), self.channel_name)
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
             self._auth_deadline = None

@@ -1,0 +1,1 @@
+"""Reads of the content app, one module per concern."""

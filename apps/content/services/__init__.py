@@ -1,0 +1,1 @@
+"""Writes of the content app, one module per concern."""
