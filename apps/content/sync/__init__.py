@@ -1,0 +1,1 @@
+"""Offline sync building blocks that need no database: clocks, merges, CRDT text."""
