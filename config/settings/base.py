@@ -358,54 +358,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # client ids (the iOS, Android and web client ids of the apps).
 SOCIAL_GOOGLE_CLIENT_IDS: list[str] = env.list("SOCIAL_GOOGLE_CLIENT_IDS", default=[])
 SOCIAL_APPLE_CLIENT_IDS: list[str] = env.list("SOCIAL_APPLE_CLIENT_IDS", default=[])
-SOCIAL_GOOGLE_JWKS_URL = env.str("SOCIAL_GOOGLE_JWKS_URL", default="https://www.googleapis.com/oauth2/v3/certs")
-SOCIAL_APPLE_JWKS_URL = env.str("SOCIAL_APPLE_JWKS_URL", default="https://appleid.apple.com/auth/keys")
-# Provider keys are cached this long (less when the provider's Cache-Control
-# says so); a token signed with an unknown key id refetches them, at most once
-# per interval. Stale keys are used while the provider is unreachable.
-SOCIAL_JWKS_CACHE_SECONDS = env.int("SOCIAL_JWKS_CACHE_SECONDS", default=3600)
-SOCIAL_JWKS_REFETCH_INTERVAL_SECONDS = env.int("SOCIAL_JWKS_REFETCH_INTERVAL_SECONDS", default=60)
-SOCIAL_JWKS_TIMEOUT_SECONDS = env.float("SOCIAL_JWKS_TIMEOUT_SECONDS", default=5.0)
-SOCIAL_CLOCK_SKEW_SECONDS = env.int("SOCIAL_CLOCK_SKEW_SECONDS", default=30)
-# OAuth 2.1 authorization code + PKCE (django-oauth-toolkit keeps the clients
-# and the codes; the tokens are Keel session tokens). The id_token is signed
-# RS256 with OIDC_RSA_PRIVATE_KEY (PEM); without it a key is generated once
-# under KEEL_VAR_DIR, which only suits a single host.
-OIDC_ISSUER = env.str("OIDC_ISSUER", default=KEEL_PUBLIC_URL).rstrip("/")
-OIDC_RSA_PRIVATE_KEY = env.str("OIDC_RSA_PRIVATE_KEY", default="").replace("\\n", "\n")
-OIDC_ID_TOKEN_TTL_SECONDS = env.int("OIDC_ID_TOKEN_TTL_SECONDS", default=3600)
-# How long the hosted login page waits for the user to finish signing in.
-OAUTH_HOSTED_FLOW_TTL_SECONDS = env.int("OAUTH_HOSTED_FLOW_TTL_SECONDS", default=900)
-OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "apps.accounts.services.oauth.KeelOAuth2Validator",
-    "AUTHORIZATION_CODE_EXPIRE_SECONDS": env.int("OAUTH_CODE_TTL_SECONDS", default=60),
-    "PKCE_REQUIRED": True,
-    "SCOPES": {
-        "openid": "Sign in with Keel",
-        "profile": "Your display name",
-        "email": "Your email address",
-        "offline_access": "Stay signed in",
-    },
-    "DEFAULT_SCOPES": ["openid"],
-    # Private-use schemes (com.example.app:/callback) are allowed per client,
-    # for the schemes of its registered redirect URIs (models/social.py).
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
-    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
-    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
-    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
-    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
-    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
-    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
-}
-# Staff need a confirmed authenticator (TOTP) to use the admin; on by default,
-# switched off by the local and test settings.
-ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=True)
-
-# Federation (apps/accounts/services/{social,oauth}.py, apps/accounts/admin_mfa.py).
-# Sign in with Google / Apple: the ID token's audience must be one of these
-# client ids (the iOS, Android and web client ids of the apps).
-SOCIAL_GOOGLE_CLIENT_IDS: list[str] = env.list("SOCIAL_GOOGLE_CLIENT_IDS", default=[])
-SOCIAL_APPLE_CLIENT_IDS: list[str] = env.list("SOCIAL_APPLE_CLIENT_IDS", default=[])
 SOCIAL_GOOGLE_JWKS_URL = env.str(
     "SOCIAL_GOOGLE_JWKS_URL", default="https://www.googleapis.com/oauth2/v3/certs"
 )
