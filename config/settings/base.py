@@ -399,6 +399,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
 }
+# Named explicitly: Keel's models point at django-oauth-toolkit's client model.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 # Staff need a confirmed authenticator (TOTP) to use the admin; on by default,
 # switched off by the local and test settings.
 ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=True)
