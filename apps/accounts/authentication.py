@@ -1,4 +1,10 @@
-"""DRF authentication for ``Authorization: Bearer <access>``."""
+"""DRF authentication for ``Authorization: Bearer <access>``.
+
+The token is checked without the database (signature, expiry, and the
+session's revocation state from the cache); the user row is then loaded once
+for the request. The session's ``last_seen_at`` is written at most once per
+``ACCOUNT_SESSION_TOUCH_SECONDS``.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +27,20 @@ class BearerAccessTokenAuthentication(BaseAuthentication):
             raise InvalidToken("The Authorization header must be 'Bearer <access token>'.")
         from apps.accounts.models import User
         from apps.accounts.selectors import access_token_identify
+        from apps.accounts.services.sessions import session_touch
 
-        identity = access_token_identify(token=header[1].decode("latin-1"))
+        try:
+            token = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidToken() from None
+        identity = access_token_identify(token=token)
         if identity is None:
             raise InvalidToken()
-        user = User.objects.get(pk=identity.user_id)
+        user = User.objects.filter(pk=identity.user_id, is_active=True).first()
+        if user is None:
+            raise InvalidToken()
+        if identity.session_id:
+            session_touch(session_id=identity.session_id)
         return user, identity
 
     def authenticate_header(self, request: Request) -> str:

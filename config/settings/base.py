@@ -353,6 +353,33 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 # --- Accounts ---------------------------------------------------------------
 
+# Sessions and sign-in (apps/accounts/services/{sessions,login,challenges,mfa}.py).
+# Step-up on a device the account has not verified: always | risk (only from
+# an IP range the account has not used) | off.
+ACCOUNT_STEP_UP_MODE = env.str("ACCOUNT_STEP_UP_MODE", default="always")
+ACCOUNT_CHALLENGE_TTL_SECONDS = env.int("ACCOUNT_CHALLENGE_TTL_SECONDS", default=600)
+ACCOUNT_CHALLENGE_MAX_ATTEMPTS = env.int("ACCOUNT_CHALLENGE_MAX_ATTEMPTS", default=5)
+# A client that lost the answer of a refresh may retry with the old token this long.
+ACCOUNT_REFRESH_GRACE_SECONDS = env.int("ACCOUNT_REFRESH_GRACE_SECONDS", default=10)
+ACCOUNT_LOCKOUT_THRESHOLD = env.int("ACCOUNT_LOCKOUT_THRESHOLD", default=5)
+ACCOUNT_LOCKOUT_WINDOW_SECONDS = env.int("ACCOUNT_LOCKOUT_WINDOW_SECONDS", default=900)
+ACCOUNT_LOCKOUT_SECONDS = env.int("ACCOUNT_LOCKOUT_SECONDS", default=900)
+ACCOUNT_MFA_TOKEN_TTL_SECONDS = env.int("ACCOUNT_MFA_TOKEN_TTL_SECONDS", default=300)
+ACCOUNT_MFA_MAX_ATTEMPTS = env.int("ACCOUNT_MFA_MAX_ATTEMPTS", default=5)
+ACCOUNT_TOTP_ISSUER = env.str("ACCOUNT_TOTP_ISSUER", default="Keel")
+ACCOUNT_EMAIL_VERIFY_TTL_HOURS = env.int("ACCOUNT_EMAIL_VERIFY_TTL_HOURS", default=48)
+ACCOUNT_PASSWORD_RESET_TTL_MINUTES = env.int("ACCOUNT_PASSWORD_RESET_TTL_MINUTES", default=60)
+# Links in account emails; ``{token}`` is replaced. Point them at the app's
+# universal link or deep link, which posts the token to the API.
+ACCOUNT_EMAIL_VERIFY_URL = env.str(
+    "ACCOUNT_EMAIL_VERIFY_URL", default=f"{KEEL_PUBLIC_URL}/verify-email?token={{token}}"
+)
+ACCOUNT_PASSWORD_RESET_URL = env.str(
+    "ACCOUNT_PASSWORD_RESET_URL", default=f"{KEEL_PUBLIC_URL}/reset-password?token={{token}}"
+)
+# A session's last_seen_at is written at most this often.
+ACCOUNT_SESSION_TOUCH_SECONDS = env.int("ACCOUNT_SESSION_TOUCH_SECONDS", default=60)
+
 # Federation (apps/accounts/services/{social,oauth}.py, apps/accounts/admin_mfa.py).
 # Sign in with Google / Apple: the ID token's audience must be one of these
 # client ids (the iOS, Android and web client ids of the apps).

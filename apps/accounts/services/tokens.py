@@ -1,12 +1,13 @@
-"""Writes of the accounts app."""
+"""Token pairs for code that needs a signed-in client without going through a sign-in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rest_framework_simplejwt.tokens import RefreshToken
-
 from apps.accounts.models import User
+from apps.accounts.services.sessions import session_start
+
+TEST_DEVICE = {"device_id": "keel-test-device", "name": "Test device", "platform": "web"}
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,13 @@ class TokenPair:
 
 
 def tokens_issue_for_user(*, user: User) -> TokenPair:
-    """A fresh access/refresh pair for ``user``."""
-    refresh = RefreshToken.for_user(user)
-    return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
+    """A fresh access/refresh pair for ``user``: a real session on a trusted test device."""
+    issued = session_start(
+        user=user,
+        device=dict(TEST_DEVICE),
+        ip=None,
+        user_agent="keel-tests",
+        trust_device=True,
+        via="password",
+    )
+    return TokenPair(access=issued.access, refresh=issued.refresh)
