@@ -434,6 +434,52 @@ ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=True)
 
 # --- Content ----------------------------------------------------------------
 
+# Files (apps/content/services/files.py). Every URL handed out (upload,
+# download, thumbnails) is signed and expires after this many seconds.
+FILE_URL_TTL_SECONDS = env.int("FILE_URL_TTL_SECONDS", default=900)
+FILE_UPLOAD_TTL_SECONDS = env.int("FILE_UPLOAD_TTL_SECONDS", default=FILE_URL_TTL_SECONDS)
+# Links inside a data export are read later than an API answer.
+FILE_EXPORT_URL_TTL_SECONDS = env.int("FILE_EXPORT_URL_TTL_SECONDS", default=24 * 3600)
+_FILE_IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/heic"]
+_FILE_DEFAULT_TYPES = [*_FILE_IMAGE_TYPES, "application/pdf", "text/plain", "video/mp4"]
+# Per purpose: the largest size in bytes (inclusive) and the allowed types,
+# checked on the declared values at creation and on the real bytes later.
+# FILE_MAX_SIZE_<PURPOSE> and FILE_ALLOWED_TYPES_<PURPOSE> override one;
+# FILE_PURPOSES_EXTRA (JSON) adds purposes:
+# {"document_scan": {"max_size": 10485760, "allowed_types": ["application/pdf"]}}.
+FILE_DEFAULT_PURPOSE = env.str("FILE_DEFAULT_PURPOSE", default="attachment")
+FILE_PURPOSES: dict[str, dict[str, object]] = {
+    "attachment": {
+        "max_size": env.int("FILE_MAX_SIZE_ATTACHMENT", default=25 * 1024 * 1024),
+        "allowed_types": env.list("FILE_ALLOWED_TYPES_ATTACHMENT", default=_FILE_DEFAULT_TYPES),
+    },
+    "avatar": {
+        "max_size": env.int("FILE_MAX_SIZE_AVATAR", default=5 * 1024 * 1024),
+        "allowed_types": env.list("FILE_ALLOWED_TYPES_AVATAR", default=_FILE_IMAGE_TYPES),
+    },
+}
+FILE_PURPOSES.update(env.json("FILE_PURPOSES_EXTRA", default={}))
+# Longest side of the generated thumbnails, in pixels.
+FILE_THUMBNAIL_SIZES = {
+    "small": env.int("FILE_THUMBNAIL_SMALL_PX", default=256),
+    "medium": env.int("FILE_THUMBNAIL_MEDIUM_PX", default=1024),
+}
+# Images with more pixels than this are rejected (decompression bombs).
+FILE_IMAGE_MAX_PIXELS = env.int("FILE_IMAGE_MAX_PIXELS", default=50_000_000)
+# Files never referenced by anything (a document's file field, an avatar)
+# are deleted this long after their creation; deleted files' tombstones too.
+FILE_UNREFERENCED_TTL_HOURS = env.int("FILE_UNREFERENCED_TTL_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["content-files-cleanup-unreferenced"] = {
+    "task": "apps.content.tasks_files.files_cleanup_unreferenced",
+    "schedule": timedelta(minutes=env.int("FILE_CLEANUP_INTERVAL_MINUTES", default=30)),
+}
+KEEL_ACCOUNT_EXPORTERS = globals().get("KEEL_ACCOUNT_EXPORTERS", []) + [
+    "apps.content.services.files.files_export_for_user",
+]
+KEEL_ACCOUNT_ERASERS = globals().get("KEEL_ACCOUNT_ERASERS", []) + [
+    "apps.content.services.files.files_erase_for_user",
+]
+
 # --- Realtime ---------------------------------------------------------------
 
 from apps.core.logging import configure_logging  # noqa: E402

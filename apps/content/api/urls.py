@@ -1,3 +1,20 @@
 from django.urls import URLPattern
 
+from apps.content.api import views_files
+from apps.core.api.paths import api_path
+
 urlpatterns: list[URLPattern] = []
+
+urlpatterns += [
+    *api_path("files", views_files.FileCollectionView.as_view(), name="content-files"),
+    *api_path("files/<uuid:file_id>", views_files.FileDetailView.as_view(), name="content-file"),
+    *api_path(
+        "files/<uuid:file_id>/complete", views_files.FileCompleteView.as_view(), name="content-file-complete"
+    ),
+    *api_path(
+        "files/<uuid:file_id>/upload", views_files.FileUploadView.as_view(), name="content-file-upload"
+    ),
+    *api_path(
+        "files/<uuid:file_id>/download", views_files.FileDownloadView.as_view(), name="content-file-download"
+    ),
+]

@@ -1,1 +1,3 @@
 """Content models, one module per concern."""
+
+from apps.content.models.files import File as File
