@@ -1,21 +1,54 @@
-"""Prometheus metrics: request latency per route, and business counters for the apps.
+"""Prometheus metrics: request latency per route, business counters, Celery queue lengths.
 
-Apps declare their counters here or through :func:`counter` so that every
-metric the alert rules name is exported from the first scrape. Under
-gunicorn with several workers set ``PROMETHEUS_MULTIPROC_DIR`` and the
-metrics view aggregates all workers.
+Adding a business metric from an app::
+
+    from apps.core import metrics
+
+    INVITES_SENT = metrics.counter("invites_sent", "Invitations sent, by channel.", ["channel"])
+    INVITES_SENT.labels(channel="email").inc()
+
+``counter("invites_sent", ...)`` is exported as ``keel_invites_sent_total``;
+``gauge(...)`` as ``keel_<name>``. Declare the metric once at module level
+(asking again with the same name and labels returns the same object, other
+labels raise ``ValueError``). Keep label values to a small fixed set: never a
+user id, an email or a path with ids in it.
+
+Under gunicorn with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an
+empty directory before the workers start (deploy/gunicorn.conf.py does) and
+``/metrics`` adds up every worker, living or dead.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+import structlog
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+logger = structlog.get_logger(__name__)
+
+# ``*_created`` series double every counter and histogram and are never
+# exported in multi-process mode; leaving them out keeps both modes alike.
+disable_created_metrics()
+
+PREFIX = "keel_"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GaugeMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent"]
 
 HTTP_REQUEST_DURATION = Histogram(
     "keel_http_request_duration_seconds",
@@ -25,65 +58,147 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 HTTP_REQUESTS = Counter(
     "keel_http_requests",
-    "HTTP responses, by route and status class.",
+    "HTTP responses, by route and status class (2xx, 4xx, 5xx...).",
     ["method", "route", "status_class"],
 )
 AUTH_LOGIN_FAILURES = Counter(
     "keel_auth_login_failures",
-    "Failed login attempts (bad credentials, locked accounts, failed MFA).",
+    "Failed sign-in attempts, by reason (invalid_credentials, account_locked, invalid_code...).",
     ["reason"],
 )
 PUSH_DELIVERIES = Counter(
     "keel_push_deliveries",
-    "Push notification deliveries, by provider and outcome.",
+    "Push notification deliveries, by provider and status (sent, failed, invalid_token...).",
     ["provider", "status"],
 )
 
-_registered: dict[str, Counter | Gauge | Histogram] = {}
+_registered: dict[str, MetricWrapperBase] = {
+    metric._name: metric  # the name without _total
+    for metric in (HTTP_REQUEST_DURATION, HTTP_REQUESTS, AUTH_LOGIN_FAILURES, PUSH_DELIVERIES)
+}
 
 
 def observe_http_request(*, method: str, route: str, status: int, seconds: float) -> None:
+    # ``api_path`` serves each route with and without a trailing slash; one
+    # series per route keeps dashboards and the latency alert simple.
+    if route != "/" and route.endswith("/"):
+        route = route.rstrip("/")
     HTTP_REQUEST_DURATION.labels(method=method, route=route).observe(seconds)
     HTTP_REQUESTS.labels(method=method, route=route, status_class=f"{status // 100}xx").inc()
 
 
+def _full_name(name: str, *, strip_total: bool) -> str:
+    if name.startswith(PREFIX):
+        name = name[len(PREFIX) :]
+    if strip_total and name.endswith("_total"):
+        name = name[: -len("_total")]
+    if not _NAME.match(name):
+        raise ValueError(f"Metric name {name!r} must be lower_snake_case.")
+    return PREFIX + name
+
+
+def _existing(
+    full: str, kind: type[MetricWrapperBase], labelnames: Sequence[str]
+) -> MetricWrapperBase | None:
+    metric = _registered.get(full)
+    if metric is None:
+        return None
+    if not isinstance(metric, kind) or tuple(metric._labelnames) != tuple(labelnames):
+        raise ValueError(
+            f"Metric {full} is already declared as a {type(metric).__name__} "
+            f"with labels {list(metric._labelnames)}."
+        )
+    return metric
+
+
 def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
-    """Get or create a business counter (``keel_<name>_total``) for an app."""
-    full = f"keel_{name}"
-    existing = _registered.get(full)
-    if existing is None:
-        existing = Counter(full, documentation, list(labelnames))
-        _registered[full] = existing
-    assert isinstance(existing, Counter)
-    return existing
+    """A business counter, exported as ``keel_<name>_total``; the same object for the same name."""
+    full = _full_name(name, strip_total=True)
+    existing = _existing(full, Counter, labelnames)
+    if existing is not None:
+        assert isinstance(existing, Counter)
+        return existing
+    created = Counter(full, documentation, list(labelnames))
+    _registered[full] = created
+    return created
 
 
-def gauge(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
-    full = f"keel_{name}"
-    existing = _registered.get(full)
-    if existing is None:
-        existing = Gauge(full, documentation, list(labelnames))
-        _registered[full] = existing
-    assert isinstance(existing, Gauge)
-    return existing
+def gauge(
+    name: str,
+    documentation: str,
+    labelnames: Sequence[str] = (),
+    *,
+    multiprocess_mode: GaugeMode = "livesum",
+) -> Gauge:
+    """A business gauge, exported as ``keel_<name>``.
+
+    ``multiprocess_mode`` says how the values of several worker processes
+    combine (``livesum``: the sum over the workers alive now).
+    """
+    full = _full_name(name, strip_total=False)
+    existing = _existing(full, Gauge, labelnames)
+    if existing is not None:
+        assert isinstance(existing, Gauge)
+        return existing
+    created = Gauge(full, documentation, list(labelnames), multiprocess_mode=multiprocess_mode)
+    _registered[full] = created
+    return created
+
+
+# --- Celery queues ----------------------------------------------------------
+
+
+def celery_queue_names() -> list[str]:
+    """The queues Keel's tasks go to: the default one and any routed or declared one."""
+    from config.celery import app
+
+    names = {app.conf.task_default_queue}
+    for queue in app.conf.task_queues or ():
+        names.add(queue.name)
+    routes = app.conf.task_routes
+    if isinstance(routes, dict):
+        for route in routes.values():
+            if isinstance(route, dict) and route.get("queue"):
+                names.add(route["queue"])
+    return sorted(name for name in names if name)
+
+
+def celery_queue_lengths(timeout: float = 2.0) -> dict[str, int] | None:
+    """Messages waiting per queue, or ``None`` when the broker cannot be asked."""
+    from config.celery import app
+
+    lengths: dict[str, int] = {}
+    try:
+        with app.connection_for_read(connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+            for queue in celery_queue_names():
+                # A channel per queue: a failed passive declare closes its channel on AMQP.
+                with conn.channel() as channel:
+                    try:
+                        ok = channel.queue_declare(queue=queue, passive=True)
+                    except conn.channel_errors:
+                        lengths[queue] = 0  # never declared: nothing was ever queued there
+                    else:
+                        lengths[queue] = int(ok.message_count)
+    except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the broker does
+        logger.warning("celery_queue_length_unavailable", error=type(exc).__name__)
+        return None
+    return lengths
 
 
 class CeleryQueueCollector(Collector):
-    """``keel_celery_queue_length{queue}`` read from the broker at scrape time."""
+    """``keel_celery_queue_length{queue}``, read from the broker at scrape time."""
+
+    NAME = "keel_celery_queue_length"
+    HELP = "Tasks waiting in a Celery queue (read from the broker at scrape time)."
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
-        # Registration asks for names; answering here keeps it from querying the broker.
-        yield GaugeMetricFamily(
-            "keel_celery_queue_length", "Tasks waiting in a Celery queue.", labels=["queue"]
-        )
+        # Registration asks for the names; answering here keeps it from querying the broker.
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["queue"])
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "keel_celery_queue_length", "Tasks waiting in a Celery queue.", labels=["queue"]
-        )
-        from apps.core.health import celery_queue_lengths
-
-        for queue, length in celery_queue_lengths().items():
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["queue"])
+        for queue, length in (celery_queue_lengths() or {}).items():
             family.add_metric([queue], length)
         yield family
 
@@ -91,9 +206,13 @@ class CeleryQueueCollector(Collector):
 REGISTRY.register(CeleryQueueCollector())
 
 
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 def registry_for_scrape() -> CollectorRegistry:
-    """The registry to export: all gunicorn workers' when running multi-process."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """The registry to export: every worker's values when running multi-process."""
+    if multiprocess_enabled():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

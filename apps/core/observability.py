@@ -1,64 +1,199 @@
-"""Sentry and OpenTelemetry, each switched on by its environment variable."""
+"""Error reporting (Sentry) and tracing (OpenTelemetry), each switched on by its environment variable.
+
+``SENTRY_DSN`` set: unhandled errors of requests, Celery tasks and error log
+lines go to Sentry, tagged with the request id and carrying the user id and
+nothing else about the user. Keel never sends Sentry personal data: no
+email, IP address, cookies, Authorization header, request body or query
+values, and values that look secret or personal are scrubbed from stack
+frames, breadcrumbs and messages before an event leaves the process.
+
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set: traces of Django requests, Celery tasks
+(sent and run), psycopg queries and Redis commands go over OTLP/HTTP to
+``<endpoint>/v1/traces`` (``OTEL_EXPORTER_OTLP_HEADERS`` adds auth headers,
+``OTEL_SERVICE_NAME`` names the process). Probe endpoints are not traced.
+
+Both are set up once per process from ``CoreConfig.ready`` (web, ws, worker,
+beat); calling again is a no-op.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
-from apps.core.logging import scrub_value
+from apps.core.logging import REDACTED, SENSITIVE_KEYS, scrub_value
 from apps.core.request_context import get_request_id
 
 logger = structlog.get_logger(__name__)
-_configured: set[str] = set()
+
+# Request headers worth seeing next to an error; every other header is dropped.
+SENTRY_HEADER_ALLOWLIST = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "content-length",
+        "content-type",
+        "host",
+        "user-agent",
+        "x-forwarded-proto",
+        "x-request-id",
+    }
+)
+# Paths that probes and Prometheus call every few seconds: not worth a trace.
+UNTRACED_URLS = "/healthz$,/readyz$,/metrics$"
+
+_current_request: ContextVar[HttpRequest | None] = ContextVar("keel_current_request", default=None)
+_tracer_provider: Any = None
+
+
+# --- Sentry -------------------------------------------------------------------
+
+
+class ErrorReportingContextMiddleware:
+    """Remember the request being served, so an error report can name its user (by id only)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = _current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _current_request.reset(token)
+
+
+def _current_user_id() -> str | None:
+    request = _current_request.get()
+    if request is None:
+        return None
+    # DRF records the user it authenticated (bearer token) on the Django
+    # request; otherwise only a session user that was already loaded counts:
+    # loading it here could query a database that is in a failed transaction.
+    user: Any = getattr(request, "_keel_user", None) or request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        wrapped = getattr(user, "_wrapped", empty)
+        user = None if wrapped is empty else wrapped
+    if user is not None and getattr(user, "is_authenticated", False):
+        return str(user.pk)
+    return None
+
+
+def _scrub_query_string(query: Any) -> Any:
+    if isinstance(query, str):
+        pairs = parse_qsl(query, keep_blank_values=True)
+    elif isinstance(query, (list, tuple)):
+        pairs = [tuple(pair) for pair in query if isinstance(pair, (list, tuple)) and len(pair) == 2]
+    else:
+        return None
+    # Query values carry signatures, tokens and search terms: keep the keys only.
+    return urlencode([(key, REDACTED) for key, _ in pairs])
+
+
+def _scrub_request(request: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    if "method" in request:
+        kept["method"] = request["method"]
+    if "url" in request:
+        kept["url"] = scrub_value(str(request["url"]).split("?", 1)[0])
+    if request.get("query_string"):
+        kept["query_string"] = _scrub_query_string(request["query_string"])
+    headers = request.get("headers")
+    if isinstance(headers, Mapping):
+        kept["headers"] = {k: v for k, v in headers.items() if k.lower() in SENTRY_HEADER_ALLOWLIST}
+    # cookies, data (the body) and env (REMOTE_ADDR, SERVER_NAME...) are left out.
+    return kept
+
+
+def _scrub_exceptions(event: dict[str, Any]) -> None:
+    for value in (event.get("exception") or {}).get("values") or ():
+        if isinstance(value.get("value"), str):
+            value["value"] = scrub_value(value["value"])
+        for frame in (value.get("stacktrace") or {}).get("frames") or ():
+            if "vars" in frame:
+                frame["vars"] = scrub_value(frame["vars"])
+    for thread in (event.get("threads") or {}).get("values") or ():
+        for frame in (thread.get("stacktrace") or {}).get("frames") or ():
+            if "vars" in frame:
+                frame["vars"] = scrub_value(frame["vars"])
 
 
 def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Tag the request id, keep only the user id, scrub anything that looks personal."""
+    """Tag the request id, keep only the user id, drop or scrub everything personal."""
     request_id = get_request_id()
     if request_id:
         event.setdefault("tags", {})["request_id"] = request_id
-    user = event.get("user") or {}
-    event["user"] = {"id": user["id"]} if user.get("id") else {}
-    request = event.get("request")
-    if isinstance(request, dict):
-        request.pop("cookies", None)
-        request.pop("data", None)
-        headers = request.get("headers") or {}
-        request["headers"] = {
-            k: ("[redacted]" if k.lower() in ("authorization", "cookie") else v) for k, v in headers.items()
-        }
-    for key in ("extra", "contexts"):
+    user_id = (event.get("user") or {}).get("id") or _current_user_id()
+    event["user"] = {"id": str(user_id)} if user_id else {}
+    if isinstance(event.get("request"), dict):
+        event["request"] = _scrub_request(event["request"])
+    _scrub_exceptions(event)
+    for key in ("extra", "contexts", "logentry", "message"):
         if key in event:
             event[key] = scrub_value(event[key])
-    if "logentry" in event and isinstance(event["logentry"], dict):
-        event["logentry"] = scrub_value(event["logentry"])
+    breadcrumbs = event.get("breadcrumbs")
+    if isinstance(breadcrumbs, dict) and "values" in breadcrumbs:
+        breadcrumbs["values"] = scrub_value(breadcrumbs["values"])
+    elif isinstance(breadcrumbs, list):
+        event["breadcrumbs"] = scrub_value(breadcrumbs)
     return event
 
 
-def configure_sentry() -> bool:
-    if not settings.SENTRY_DSN or "sentry" in _configured:
-        return False
+def configure_sentry(*, dsn: str | None = None, transport: Any = None) -> bool:
+    """Start the Sentry client once per process; ``False`` when off or already running."""
     import sentry_sdk
+
+    dsn = dsn if dsn is not None else settings.SENTRY_DSN
+    if not dsn or sentry_sdk.get_client().is_active():
+        return False
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
+    options: dict[str, Any] = {}
+    if transport is not None:
+        options["transport"] = transport
     sentry_sdk.init(
-        dsn=settings.SENTRY_DSN,
+        dsn=dsn,
         environment=settings.SENTRY_ENVIRONMENT,
-        integrations=[DjangoIntegration(), CeleryIntegration()],
+        release=os.environ.get("SENTRY_RELEASE") or None,
+        integrations=[
+            DjangoIntegration(),
+            CeleryIntegration(),
+            LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
+        ],
         send_default_pii=False,
+        max_request_body_size="never",
+        event_scrubber=EventScrubber(denylist=sorted({*DEFAULT_DENYLIST, *SENSITIVE_KEYS}), recursive=True),
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
         before_send=sentry_before_send,  # type: ignore[arg-type]
+        **options,
     )
-    _configured.add("sentry")
+    logger.info("error_reporting_enabled", environment=settings.SENTRY_ENVIRONMENT)
     return True
 
 
-def configure_tracing(*, celery: bool = False, exporter: Any = None) -> bool:
-    """OpenTelemetry traces for Django, Celery, psycopg and Redis, sent over OTLP/HTTP."""
-    if not settings.OTEL_EXPORTER_OTLP_ENDPOINT or "otel" in _configured:
+# --- OpenTelemetry ------------------------------------------------------------
+
+
+def configure_tracing(*, exporter: Any = None, endpoint: str | None = None) -> bool:
+    """Trace Django, Celery, psycopg and Redis once per process; ``False`` when off or already on.
+
+    ``exporter`` replaces the OTLP/HTTP exporter (an in-memory one in tests).
+    """
+    global _tracer_provider
+    endpoint = endpoint if endpoint is not None else settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    if not endpoint or _tracer_provider is not None:
         return False
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -71,21 +206,36 @@ def configure_tracing(*, celery: bool = False, exporter: Any = None) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": settings.OTEL_SERVICE_NAME}))
-    endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT.rstrip("/")
+    base = endpoint.rstrip("/")
     provider.add_span_processor(
-        BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
+        BatchSpanProcessor(
+            exporter if exporter is not None else OTLPSpanExporter(endpoint=f"{base}/v1/traces")
+        )
     )
     trace.set_tracer_provider(provider)
-    DjangoInstrumentor().instrument(tracer_provider=provider)
+    _tracer_provider = provider
+    # Django's middleware is inserted into settings.MIDDLEWARE here, so this
+    # must run before the first request handler is built (it does: from ready()).
+    DjangoInstrumentor().instrument(
+        tracer_provider=provider,
+        excluded_urls=None if os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS") else UNTRACED_URLS,
+    )
+    # Both sides: the web process traces sending a task, the worker running it,
+    # and the trace context travels in the task headers between them.
+    CeleryInstrumentor().instrument(tracer_provider=provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     RedisInstrumentor().instrument(tracer_provider=provider)
-    if celery:
-        CeleryInstrumentor().instrument(tracer_provider=provider)
-    _configured.add("otel")
-    logger.info("tracing_enabled", endpoint=endpoint)
+    logger.info("tracing_enabled", endpoint=base, service=settings.OTEL_SERVICE_NAME)
     return True
 
 
+def tracer_provider() -> Any:
+    """The process's tracer provider once tracing is on (to flush it at shutdown or in tests)."""
+    return _tracer_provider
+
+
 def configure_integrations(*, celery: bool = False) -> None:
+    """Everything switched on by the environment. ``celery`` is accepted for the worker's hook;
+    Celery is instrumented in every process either way."""
     configure_sentry()
-    configure_tracing(celery=celery)
+    configure_tracing()

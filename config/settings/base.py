@@ -57,9 +57,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.observability.ErrorReportingContextMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.AccessLogMiddleware",
     "apps.core.middleware.ProblemDefaultsMiddleware",
+    # /healthz, /readyz, /metrics answer probes by IP over plain HTTP (before host checks).
+    "apps.core.health.OperationalEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
