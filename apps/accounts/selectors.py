@@ -120,3 +120,20 @@ def user_get_active_by_email(*, email: str) -> User | None:
     """The active account with this email (case-insensitive), if any."""
     return User.objects.filter(email__iexact=email.strip(), is_active=True).first()
 
+
+def users_with_phone(*, phone: str) -> QuerySet[User]:
+    """Accounts whose (encrypted) phone is ``phone``, found through its blind index.
+
+    ``phone`` may be written as people do (``+49 151 1234-5678``); a value
+    that is not a phone number matches nobody.
+    """
+    from apps.accounts.models.profile import BlindIndexField
+    from apps.accounts.services.profile import phone_normalize
+
+    try:
+        normalized = phone_normalize(value=phone)
+    except ValueError:
+        return User.objects.none()
+    index_field = User._meta.get_field("phone_index")
+    assert isinstance(index_field, BlindIndexField)
+    return User.objects.filter(phone_index=index_field.index_for(normalized))

@@ -383,6 +383,32 @@ ACCOUNT_PASSWORD_RESET_URL = env.str(
 # A session's last_seen_at is written at most this often.
 ACCOUNT_SESSION_TOUCH_SECONDS = env.int("ACCOUNT_SESSION_TOUCH_SECONDS", default=60)
 
+# Profile and privacy (apps/accounts/services/{profile,privacy,encryption}.py).
+# Fernet keys for personal fields, comma-separated, the first one encrypts;
+# derived from DJANGO_SECRET_KEY when unset (production refuses to start so).
+FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# HMAC key of the blind indexes that find encrypted values (a phone number).
+BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default="")
+# How long a download link of a data export works, and how long the file is kept.
+EXPORT_URL_TTL_SECONDS = env.int("EXPORT_URL_TTL_SECONDS", default=900)
+ACCOUNT_EXPORT_RETENTION_DAYS = env.int("ACCOUNT_EXPORT_RETENTION_DAYS", default=7)
+# DELETE me: days between deactivation and erasure, and how recent a sign-in
+# must be to delete the account without typing the password again.
+ACCOUNT_DELETION_GRACE_DAYS = env.int("ACCOUNT_DELETION_GRACE_DAYS", default=30)
+ACCOUNT_REAUTH_MAX_AGE_SECONDS = env.int("ACCOUNT_REAUTH_MAX_AGE_SECONDS", default=300)
+# Every app adds the part of a user's data it owns: exporter ``fn(*, user) -> dict``
+# (JSON-serialisable, keyed by section), eraser ``fn(*, user) -> None`` (idempotent).
+KEEL_ACCOUNT_EXPORTERS: list[str] = ["apps.accounts.services.privacy.accounts_export_for_user"]
+KEEL_ACCOUNT_ERASERS: list[str] = ["apps.accounts.services.privacy.accounts_erase_for_user"]
+CELERY_BEAT_SCHEDULE["accounts-erase-deleted-accounts"] = {
+    "task": "apps.accounts.tasks.accounts_erase_due",
+    "schedule": timedelta(hours=1),
+}
+CELERY_BEAT_SCHEDULE["accounts-purge-expired-exports"] = {
+    "task": "apps.accounts.tasks.data_exports_purge_expired",
+    "schedule": timedelta(hours=6),
+}
+
 # Federation (apps/accounts/services/{social,oauth}.py, apps/accounts/admin_mfa.py).
 # Sign in with Google / Apple: the ID token's audience must be one of these
 # client ids (the iOS, Android and web client ids of the apps).

@@ -6,8 +6,18 @@ refuses to start on an unsafe configuration.
 
 import sys
 
+from cryptography.fernet import Fernet
+
 from .base import *
-from .base import ALLOWED_HOSTS, DEBUG, INSECURE_DEFAULT_SECRET_KEY, SECRET_KEY, env
+from .base import (
+    ALLOWED_HOSTS,
+    BLIND_INDEX_KEY,
+    DEBUG,
+    FIELD_ENCRYPTION_KEYS,
+    INSECURE_DEFAULT_SECRET_KEY,
+    SECRET_KEY,
+    env,
+)
 
 
 def _refuse(message: str) -> None:
@@ -23,6 +33,15 @@ if not SECRET_KEY or SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY
     _refuse("DJANGO_SECRET_KEY is missing or the default; set it to 50+ random characters.")
 if not ALLOWED_HOSTS:
     _refuse("DJANGO_ALLOWED_HOSTS is empty; set it to the host names Keel is served on.")
+if not FIELD_ENCRYPTION_KEYS:
+    _refuse("FIELD_ENCRYPTION_KEYS is empty; set it to a Fernet key (Fernet.generate_key()).")
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        _refuse("FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64 bytes).")
+if len(BLIND_INDEX_KEY) < 32:
+    _refuse("BLIND_INDEX_KEY is missing or short; set it to 32+ random characters.")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -2,6 +2,7 @@
 
 from apps.accounts.models.audit import AuditEvent
 from apps.accounts.models.mfa import RecoveryCode, TotpDevice
+from apps.accounts.models.privacy import DataExport
 from apps.accounts.models.sessions import (
     Device,
     DeviceChallenge,
@@ -15,6 +16,7 @@ from apps.accounts.models.user import User, UserManager
 
 __all__ = [
     "AuditEvent",
+    "DataExport",
     "Device",
     "DeviceChallenge",
     "LoginLockout",

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
+from apps.accounts.models.profile import BlindIndexedModel, BlindIndexField, EncryptedTextField
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -35,10 +37,11 @@ class UserManager(BaseUserManager["User"]):
         return self._create(email, password, **fields)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(BlindIndexedModel, AbstractBaseUser, PermissionsMixin):
     """A person using an app built on Keel (or a staff member of its team).
 
-    The id is a UUID: ids in URLs are never sequential integers.
+    The id is a UUID: ids in URLs are never sequential integers. Personal
+    fields other than the email (which is the login) are encrypted at rest.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -51,6 +54,13 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=dj_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # E.164 (``+4915112345678``), encrypted; found by exact value through ``phone_index``.
+    phone = EncryptedTextField(blank=True, default="")
+    phone_index = BlindIndexField(source="phone", purpose="phone")
+    # The id of a file of the content app (no foreign key: apps stay independent).
+    avatar_file_id = models.CharField(max_length=64, blank=True, default="")
+    # Set by ``DELETE me``: the account is inactive and erased after the grace period.
+    deletion_requested_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     objects = UserManager()
 
@@ -61,6 +71,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     class Meta:
         constraints = [
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_uniq"),
+        ]
+        permissions = [
+            ("force_logout_user", "Can sign a user out everywhere (revoke sessions)"),
+            ("deactivate_user", "Can deactivate a user"),
+            ("reset_mfa_user", "Can reset a user's MFA"),
         ]
 
     def __str__(self) -> str:
