@@ -463,6 +463,20 @@ ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=True)
 
 # --- Content ----------------------------------------------------------------
 
+# Documents (apps/content/services/documents.py). Anonymous list answers are
+# cached this many seconds (server-side and by CDNs: Cache-Control public);
+# every write to the collection invalidates the server-side copy at once.
+CONTENT_PUBLIC_CACHE_TTL = env.int("CONTENT_PUBLIC_CACHE_TTL", default=30)
+# The largest ``data`` of one document, in bytes of JSON (413 above it).
+CONTENT_DOCUMENT_MAX_BYTES = env.int("CONTENT_DOCUMENT_MAX_BYTES", default=256 * 1024)
+KEEL_DEMO_SEEDERS = [*KEEL_DEMO_SEEDERS, "apps.content.demo.seed_demo_collection"]
+KEEL_ACCOUNT_EXPORTERS = globals().get("KEEL_ACCOUNT_EXPORTERS", []) + [
+    "apps.content.services.privacy.documents_export_for_user",
+]
+KEEL_ACCOUNT_ERASERS = globals().get("KEEL_ACCOUNT_ERASERS", []) + [
+    "apps.content.services.privacy.documents_erase_for_user",
+]
+
 # Files (apps/content/services/files.py). Every URL handed out (upload,
 # download, thumbnails) is signed and expires after this many seconds.
 FILE_URL_TTL_SECONDS = env.int("FILE_URL_TTL_SECONDS", default=900)
