@@ -10,15 +10,18 @@ unexpected into a 500 that never shows a traceback.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from apps.core.renderers import ProblemJSONRenderer, dumps
 from apps.core.request_context import get_request_id
 
 logger = structlog.get_logger(__name__)
@@ -139,10 +142,17 @@ class Throttled(KeelError):
     default_detail = "Request was throttled."
 
     def __init__(self, wait: float | None = None, detail: str | None = None) -> None:
-        headers = {"Retry-After": str(max(1, int(round(wait))))} if wait is not None else {}
-        if wait is not None and detail is None:
-            detail = f"Request was throttled. Expected available in {max(1, int(round(wait)))} seconds."
-        super().__init__(detail, headers=headers)
+        seconds = retry_after_seconds(wait)
+        if detail is None:
+            detail = f"Request was throttled. Expected available in {seconds} seconds."
+        super().__init__(detail, headers={"Retry-After": str(seconds)})
+
+
+def retry_after_seconds(wait: float | None) -> int:
+    """Whole seconds for ``Retry-After``: rounded up, at least 1 (also when unknown)."""
+    if wait is None:
+        return 1
+    return max(1, math.ceil(wait))
 
 
 # --- Rendering ---------------------------------------------------------------
@@ -193,22 +203,43 @@ def _flatten_errors(data: Any, prefix: str = "") -> dict[str, list[str]]:
             name = f"{prefix}.{key}" if prefix else str(key)
             out.update(_flatten_errors(value, name))
     elif isinstance(data, list):
+        if not data:
+            return out
         if all(not isinstance(item, (dict, list)) for item in data):
             out[prefix or "non_field_errors"] = [str(item) for item in data]
         else:
+            # A list of nested serializers: one entry per item, empty ones skipped.
             for index, item in enumerate(data):
-                out.update(_flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+                if isinstance(item, (dict, list)):
+                    out.update(_flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+                else:
+                    out.setdefault(prefix or "non_field_errors", []).append(str(item))
     else:
         out[prefix or "non_field_errors"] = [str(data)]
     return out
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    response = Response(body, status=body["status"], headers=headers)
-    response.content_type = PROBLEM_CONTENT_TYPE
-    # The problem document is JSON whatever the request's Accept header said.
-    from apps.core.renderers import ProblemJSONRenderer
+class ProblemResponse(Response):
+    """A DRF response that is always rendered as ``application/problem+json``.
 
+    DRF's ``finalize_response`` hands every response the renderer negotiated
+    for the request (an HTML one on a view that offers HTML, say). A problem
+    document is JSON whatever the request's ``Accept`` said, so the renderer is
+    fixed at render time.
+    """
+
+    @property
+    def rendered_content(self) -> bytes:  # type: ignore[override]
+        self.accepted_renderer = ProblemJSONRenderer()
+        self.accepted_media_type = PROBLEM_CONTENT_TYPE
+        self.renderer_context = getattr(self, "renderer_context", None) or {}
+        self.content_type = PROBLEM_CONTENT_TYPE
+        return super().rendered_content  # type: ignore[no-any-return]
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = ProblemResponse(body, status=body["status"], headers=headers)
+    response.content_type = PROBLEM_CONTENT_TYPE
     response.accepted_renderer = ProblemJSONRenderer()
     response.accepted_media_type = PROBLEM_CONTENT_TYPE
     response.renderer_context = {}
@@ -241,6 +272,20 @@ def problem_for_exception(exc: BaseException) -> tuple[dict[str, Any], dict[str,
             ),
             {},
         )
+    if isinstance(exc, RequestDataTooBig):
+        return problem_for_exception(PayloadTooLarge())
+    if isinstance(exc, SuspiciousOperation):
+        # Django's own refusals (too many fields, a bad Host, ...): the
+        # client's fault, never a 500.
+        return (
+            problem_body(
+                status=400,
+                code="bad_request",
+                title="Bad request",
+                detail="The request could not be understood.",
+            ),
+            {},
+        )
     if isinstance(exc, DjangoValidationError):
         errors = (
             {k: [str(m) for m in v] for k, v in exc.message_dict.items()}
@@ -263,13 +308,13 @@ def problem_for_exception(exc: BaseException) -> tuple[dict[str, Any], dict[str,
             (str(exc.default_code), "Error"),
         )
         headers: dict[str, str] = {}
-        if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(max(1, int(round(exc.wait))))
+        if isinstance(exc, drf_exceptions.Throttled):
+            headers["Retry-After"] = str(retry_after_seconds(getattr(exc, "wait", None)))
         if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
             headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        errors = None
+        drf_errors: dict[str, list[str]] | None = None
         if isinstance(exc, drf_exceptions.ValidationError):
-            errors = _flatten_errors(exc.detail)
+            drf_errors = _flatten_errors(exc.detail)
             detail = "One or more fields are invalid."
         else:
             detail = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else title
@@ -279,7 +324,7 @@ def problem_for_exception(exc: BaseException) -> tuple[dict[str, Any], dict[str,
                 code=code,
                 title=title,
                 detail=detail,
-                errors=errors,
+                errors=drf_errors,
             ),
             headers,
         )
@@ -306,10 +351,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 
 def problem_http_response(request: HttpRequest | None, exc: BaseException) -> HttpResponse:
     """A plain Django response carrying a problem document (outside DRF views)."""
-    import orjson
-
     body, headers = problem_for_exception(exc)
-    response = HttpResponse(orjson.dumps(body), status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
+    response = HttpResponse(dumps(body), status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
     for name, value in headers.items():
         response[name] = value
     return response

@@ -2,12 +2,19 @@
 
 How it works (see docs/decisions.md): the first request with a key inserts an
 :class:`IdempotencyRecord` and runs the view inside one transaction, then
-stores the response in that record before committing. A concurrent request
-with the same key blocks on the unique index until the first commits, then
-replays the stored answer; if it waits longer than
-``IDEMPOTENCY_LOCK_TIMEOUT_MS`` it gets ``409 idempotency_in_progress``. A
-5xx rolls everything back, so a retry runs the work again. Keys are scoped
-per user and expire after ``IDEMPOTENCY_KEY_TTL``.
+stores the response in that record before committing. The record therefore
+exists exactly when the work was committed. A concurrent request with the
+same key blocks on the unique index until the first commits, then replays the
+stored answer; if it waits longer than ``IDEMPOTENCY_LOCK_TIMEOUT_MS`` it gets
+``409 idempotency_in_progress`` and nothing is stored for it. A 5xx rolls
+everything back, so a retry runs the work again. Keys are scoped per user and
+expire after ``IDEMPOTENCY_KEY_TTL``.
+
+Transaction discipline: :meth:`IdempotencyGuard.begin` opens the atomic block
+(or raises with none open), and exactly one of :meth:`~IdempotencyGuard.finish`
+or :meth:`~IdempotencyGuard.abort` closes it. ``apps.core.api.views`` calls
+``finish`` from ``finalize_response`` and ``abort`` from ``dispatch`` when
+anything escapes, so no request leaves its connection inside the block.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import hashlib
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.http import HttpResponse
+from django.db import DatabaseError, IntegrityError, transaction
+from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 
 from apps.core.exceptions import (
@@ -30,10 +38,14 @@ from apps.core.exceptions import (
 from apps.core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 _REPLAYED_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After")
+# Answers about the key itself (or a refusal that did no work) are not the
+# request's answer: storing them would replay a transient refusal forever.
 _NOT_STORED_CODES = frozenset({"idempotency_conflict", "idempotency_in_progress", "throttled"})
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 
 
 class IdempotentReplay(Exception):
@@ -44,11 +56,18 @@ class IdempotentReplay(Exception):
         super().__init__("replay")
 
 
-def fingerprint_request(*, method: str, path: str, body: bytes) -> str:
+def fingerprint_request(*, method: str, path: str, body: bytes, query: str = "") -> str:
+    """SHA-256 of what makes two requests "the same": method, path, query and body.
+
+    The path is compared without its trailing slash (both forms reach the same
+    view) and the query with its parameters sorted.
+    """
     digest = hashlib.sha256()
-    digest.update(method.encode())
+    digest.update(method.upper().encode())
     digest.update(b"\0")
-    digest.update(path.encode())
+    digest.update((path.rstrip("/") or "/").encode())
+    digest.update(b"\0")
+    digest.update(urlencode(sorted(parse_qsl(query, keep_blank_values=True))).encode())
     digest.update(b"\0")
     digest.update(body)
     return digest.hexdigest()
@@ -56,9 +75,11 @@ def fingerprint_request(*, method: str, path: str, body: bytes) -> str:
 
 def replay_response(record: IdempotencyRecord) -> HttpResponse:
     response = HttpResponse(bytes(record.response_body), status=record.status_code or 200)
+    if "Content-Type" not in record.response_headers:
+        del response["Content-Type"]  # an empty answer (204) had none
     for name, value in record.response_headers.items():
         response[name] = value
-    response["Idempotent-Replayed"] = "true"
+    response[REPLAYED_HEADER] = "true"
     return response
 
 
@@ -67,15 +88,31 @@ def _expiry_cutoff() -> datetime:
 
 
 def idempotency_keys_purge_expired() -> int:
+    """Delete the records older than ``IDEMPOTENCY_KEY_TTL``; returns how many went."""
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=_expiry_cutoff()).delete()
     return deleted
 
 
-class IdempotencyGuard:
-    """One request's use of a key: begin (lock or replay), then finish (store or undo)."""
+def _is_lock_timeout(exc: DatabaseError) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate is not None:
+        return bool(sqlstate == _LOCK_NOT_AVAILABLE)
+    # SQLite: another writer held the database for longer than its busy timeout.
+    return "database is locked" in str(exc).lower()
 
-    def __init__(self, *, scope: str, key: str, method: str, path: str, body: bytes) -> None:
-        if not _KEY_PATTERN.match(key):
+
+def _problem_code(response: HttpResponseBase) -> str | None:
+    data = getattr(response, "data", None)
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
+
+
+class IdempotencyGuard:
+    """One request's use of a key: begin (lock or replay), then finish (store) or abort."""
+
+    def __init__(self, *, scope: str, key: str, method: str, path: str, body: bytes, query: str = "") -> None:
+        if not _KEY_PATTERN.fullmatch(key):
             raise ValidationFailed(
                 errors={HEADER: ["Must be 1 to 255 printable ASCII characters, such as a UUID."]}
             )
@@ -83,14 +120,20 @@ class IdempotencyGuard:
         self.key = key
         self.method = method
         self.path = path
-        self.fingerprint = fingerprint_request(method=method, path=path, body=body)
+        self.fingerprint = fingerprint_request(method=method, path=path, body=body, query=query)
         self.record: IdempotencyRecord | None = None
         self._atomic: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._atomic is not None
 
     def begin(self) -> None:
         """Open the transaction and claim the key, or raise replay/conflict/in-progress.
 
-        Expects no transaction to be open on the connection for this request.
+        Expects no transaction of this request to be open on the connection:
+        the work must commit or roll back together with the record. On return
+        the atomic block is open; on any exception it is closed again.
         """
         IdempotencyRecord.objects.filter(
             scope=self.scope, key=self.key, created_at__lt=_expiry_cutoff()
@@ -117,13 +160,22 @@ class IdempotencyGuard:
         raise IdempotentReplay(existing)
 
     def _claim(self) -> None:
+        connection = transaction.get_connection()
+        is_postgres = connection.vendor == "postgresql"
         timeout_ms = int(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT_MS", 10_000))
         try:
+            # A savepoint: a failed insert must not doom the outer block.
             with transaction.atomic():
-                if connection.vendor == "postgresql":
-                    # Bound the wait on a concurrent holder of the same key.
+                previous_timeout = None
+                if is_postgres:
+                    # Bound the wait on a concurrent holder of the same key;
+                    # set_config(..., true) is SET LOCAL and takes parameters.
                     with connection.cursor() as cursor:
-                        cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+                        cursor.execute(
+                            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                            [f"{max(1, timeout_ms)}ms"],
+                        )
+                        previous_timeout = cursor.fetchone()[0]
                 self.record = IdempotencyRecord.objects.create(
                     scope=self.scope,
                     key=self.key,
@@ -131,9 +183,10 @@ class IdempotencyGuard:
                     method=self.method,
                     path=self.path[:512],
                 )
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = 0")
+                if is_postgres:
+                    # The view's own locks wait as they would without a key.
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
         except IntegrityError:
             # The concurrent request committed first: answer as it did.
             existing = self._find()
@@ -141,35 +194,40 @@ class IdempotencyGuard:
                 raise IdempotencyInProgress() from None
             self._raise_for_existing(existing)
         except DatabaseError as exc:
-            if "lock" in str(exc).lower():
+            if _is_lock_timeout(exc):
                 raise IdempotencyInProgress() from exc
             raise
 
-    def finish(self, response: HttpResponse) -> HttpResponse:
-        """Store the response and commit, or roll back on a server error."""
+    def finish(self, response: HttpResponseBase) -> HttpResponseBase:
+        """Store the response and commit, or roll back on a server error.
+
+        The response is rendered here, inside the transaction: if rendering
+        fails, the work is rolled back with it and the client's 500 is honest.
+        """
         if self._atomic is None:
             return response
         try:
-            if self.record is None:
+            record = self.record
+            if record is None:
                 self._exit(rollback=False)
                 return response
-            code = getattr(response, "data", None)
-            error_code = code.get("code") if isinstance(code, dict) else None
-            if response.status_code >= 500 or error_code in _NOT_STORED_CODES:
+            if response.status_code >= 500 or _problem_code(response) in _NOT_STORED_CODES:
                 self._exit(rollback=True)
                 return response
             if getattr(response, "streaming", False):
-                self.record.delete()
+                # A stream cannot be stored; the work stands but is not replayable.
+                record.delete()
                 self._exit(rollback=False)
                 return response
-            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response.render()
-            self.record.status_code = response.status_code
-            self.record.response_body = response.content
-            self.record.response_headers = {
+            render = getattr(response, "render", None)
+            if callable(render) and not getattr(response, "is_rendered", True):
+                render()
+            record.status_code = response.status_code
+            record.response_body = response.content  # type: ignore[attr-defined]
+            record.response_headers = {
                 name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)
             }
-            self.record.save(update_fields=["status_code", "response_body", "response_headers"])
+            record.save(update_fields=["status_code", "response_body", "response_headers"])
         except BaseException:
             self._exit(rollback=True)
             raise
@@ -177,6 +235,7 @@ class IdempotencyGuard:
         return response
 
     def abort(self) -> None:
+        """Roll back whatever the request did, if the block is still open."""
         if self._atomic is not None:
             self._exit(rollback=True)
 

@@ -41,30 +41,75 @@ SENSITIVE_KEYS = frozenset(
         "code_verifier",
         "signed_transaction",
         "purchase_token",
+        "recovery_code",
+        "recovery_codes",
+        "verification_code",
     }
+)
+# Any key containing one of these is a secret too (``reset_token``,
+# ``password_confirm``, ``HTTP_AUTHORIZATION``, ``stripe_secret_key``...).
+# Short words such as ``code`` only count as whole keys: ``status_code`` is
+# not a secret.
+SENSITIVE_KEY_FRAGMENTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "private_key",
+    "session_key",
 )
 REDACTED = "[redacted]"
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Names whose value is a secret in free text: long words also with a prefix
+# (``reset_token``), short ones only alone (``code`` but not ``status_code``).
+_FREE_TEXT_KEYS = (
+    r"\w*(?:password|passwd|secret|token|api_key)\w*|refresh|access|code|otp|code_verifier|email"
+)
+# ``password=hunter2`` in a query string or form body, ``"token": "abc"`` in JSON text.
+_KEY_EQUALS = re.compile(rf"(?i)\b({_FREE_TEXT_KEYS})=[^&\s]+")
+_JSON_PAIR = re.compile(rf'(?i)"({_FREE_TEXT_KEYS})"(\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def scrub_text(value: str) -> str:
+    """Mask secrets and email addresses inside free text."""
+    value = _EMAIL.sub(r"\1***@\2", value)
+    value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+    value = _JWT.sub(REDACTED, value)
+    value = _KEY_EQUALS.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
+    return _JSON_PAIR.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"{REDACTED}"', value)
 
 
 def scrub_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _BEARER.sub("Bearer [redacted]", _EMAIL.sub(r"\1***@\2", value))
+        return scrub_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return scrub_text(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, Mapping):
         return {k: (REDACTED if _is_sensitive(k) else scrub_value(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [scrub_value(v) for v in value]
     return value
 
 
 def _is_sensitive(key: object) -> bool:
-    return isinstance(key, str) and key.lower() in SENSITIVE_KEYS
+    if not isinstance(key, str):
+        return False
+    lowered = key.lower()
+    return lowered in SENSITIVE_KEYS or any(fragment in lowered for fragment in SENSITIVE_KEY_FRAGMENTS)
+
+
+_STRUCTLOG_META_KEYS = frozenset({"exc_info", "_record", "_from_structlog"})
 
 
 def scrub_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict.keys()):
-        if key in ("exc_info", "_record", "_from_structlog"):
+        if key in _STRUCTLOG_META_KEYS:
             continue
         event_dict[key] = REDACTED if _is_sensitive(key) else scrub_value(event_dict[key])
     return event_dict
@@ -102,6 +147,9 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
                     "processors": [
                         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.format_exc_info,
+                        # Again after the traceback became text: an exception
+                        # message can quote an address or a token.
+                        scrub_event,
                         renderer,
                     ],
                     "foreign_pre_chain": shared,

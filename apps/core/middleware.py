@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import structlog
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from rest_framework.exceptions import MethodNotAllowed
 
 from apps.core import metrics
+from apps.core.exceptions import KeelError, problem_http_response
 from apps.core.request_context import bind_request_id, sanitize_request_id
 
 access_logger = structlog.get_logger("keel.access")
@@ -77,7 +79,12 @@ class AccessLogMiddleware:
 
 
 class ProblemDefaultsMiddleware:
-    """Django's own 405 (outside DRF) answered as problem+json like every error."""
+    """Django's own answers outside DRF as problem+json like every error.
+
+    A plain Django view's 405 becomes ``method_not_allowed``, and a
+    :class:`~apps.core.exceptions.KeelError` raised by one is rendered with its
+    own status and code instead of turning into a 500.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -85,11 +92,12 @@ class ProblemDefaultsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if isinstance(response, HttpResponseNotAllowed):
-            from rest_framework.exceptions import MethodNotAllowed
-
-            from apps.core.exceptions import problem_http_response
-
             problem = problem_http_response(request, MethodNotAllowed(request.method or ""))
             problem["Allow"] = response["Allow"]
             return problem
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, KeelError):
+            return problem_http_response(request, exception)
+        return None

@@ -1,5 +1,8 @@
+"""orjson parsing, with the body size limit answered as ``413 payload_too_large``."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import IO, Any
 
 import orjson
@@ -17,12 +20,19 @@ class ORJSONParser(BaseParser):
         self,
         stream: IO[bytes],
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
+        if stream is None:
+            return {}
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if limit is not None and len(raw) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        if limit is None:
+            raw = stream.read()
+        else:
+            # One byte more than allowed tells an oversized body (also a
+            # chunked one without Content-Length) from one that fits.
+            raw = stream.read(limit + 1)
+            if len(raw) > limit:
+                raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         if not raw:
             return {}
         try:

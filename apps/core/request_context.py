@@ -13,7 +13,7 @@ from contextvars import ContextVar
 import structlog
 
 _request_id: ContextVar[str | None] = ContextVar("keel_request_id", default=None)
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def new_request_id() -> str:
@@ -22,7 +22,9 @@ def new_request_id() -> str:
 
 def sanitize_request_id(candidate: str | None) -> str:
     """Keep a client's id when it is sane (1-128 of ``A-Za-z0-9._-``), else make one."""
-    if candidate and _SANE_REQUEST_ID.match(candidate):
+    # fullmatch: with match(), "$" would also accept a trailing newline, which
+    # cannot be echoed in a response header.
+    if candidate and _SANE_REQUEST_ID.fullmatch(candidate):
         return candidate
     return new_request_id()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 
-from apps.core.exceptions import KeelError, problem_http_response
+from apps.core.exceptions import KeelError, PayloadTooLarge, problem_http_response
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return problem_http_response(request, PayloadTooLarge())
     return problem_http_response(request, KeelError("The request could not be understood."))
 
 
@@ -21,4 +23,5 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Never the exception itself: its text could leak internals.
     return problem_http_response(request, RuntimeError("unhandled"))

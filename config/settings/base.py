@@ -328,6 +328,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 *
 # --- Keel -------------------------------------------------------------------
 
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+# How long a request waits for a concurrent one with the same key before it
+# answers 409 idempotency_in_progress (PostgreSQL lock_timeout).
+IDEMPOTENCY_LOCK_TIMEOUT_MS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_MS", default=10_000)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 KEEL_REQUIRE_SERVICES = env.bool("KEEL_REQUIRE_SERVICES", default=False)
 DEMO_STAFF_EMAIL = env.str("DEMO_STAFF_EMAIL", default="admin@keel.local")
