@@ -369,10 +369,18 @@ def account_delete_request(
     from apps.accounts.services.sessions import session_revoke_all_for_user
 
     if password:
-        # Per account, so a stolen access token cannot be used to guess the password.
-        throttle_hit(scope="auth_login", ident=f"reauth:{user.pk}")
+        # Per account (the bucket of password change), so a stolen access
+        # token cannot be used to guess the password.
+        throttle_hit(scope="auth_login", ident=f"user:{user.pk}")
         if not user.check_password(password):
-            raise ValidationFailed(errors={"password": ["The password is not correct."]})
+            audit_record(
+                kind=AuditEvent.Kind.LOGIN_FAILED,
+                actor=user,
+                target=user,
+                ip=ip,
+                data={"reason": "delete_account"},
+            )
+            raise ValidationFailed(errors={"password": ["The password is wrong."]})
     elif not _signed_in_recently(user=user, session_id=session_id):
         raise ReauthenticationRequired()
 
