@@ -11,6 +11,8 @@ from celery import shared_task
 
 from apps.content.services import files as files_service
 
+__all__ = ["file_process", "files_cleanup_unreferenced"]
+
 # Storage hiccups (disk, network, S3 endpoint) are retried with backoff;
 # bytes that are simply wrong end as ``rejected`` inside the service.
 _TRANSIENT = (ConnectionError, TimeoutError, OSError, BotoCoreError)

@@ -836,6 +836,34 @@ def _files_purge(files: Iterable[File]) -> int:
     return purged
 
 
+def files_delete_now(*, file_ids: Iterable[Any]) -> int:
+    """Staff: delete these files and their stored objects at once, without a tombstone."""
+    ids = _valid_ids(file_ids)
+    return _files_purge(list(File.objects.filter(pk__in=ids))) if ids else 0
+
+
+def files_process_again(*, file_ids: Iterable[Any]) -> int:
+    """Staff: queue processing again for completed files still pending (e.g. after an outage)."""
+    ids = [
+        str(pk)
+        for pk in File.objects.filter(
+            pk__in=_valid_ids(file_ids),
+            status=File.Status.PENDING,
+            completed_at__isnull=False,
+            deleted_at__isnull=True,
+        ).values_list("pk", flat=True)
+    ]
+
+    def queue() -> None:
+        from apps.content.tasks_files import file_process
+
+        for file_id in ids:
+            file_process.delay(file_id)
+
+    transaction.on_commit(queue)
+    return len(ids)
+
+
 def files_cleanup_unreferenced(*, batch_size: int = 200) -> int:
     """Delete files older than ``FILE_UNREFERENCED_TTL_HOURS`` that nothing ever referenced.
 

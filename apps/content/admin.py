@@ -1,0 +1,3 @@
+"""Admin of the content app."""
+
+import apps.content.admin_files  # noqa: F401 - registers the files admin
