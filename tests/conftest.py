@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -40,6 +40,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if REQUIRE_SERVICES:
             pytest.fail(f"KEEL_REQUIRE_SERVICES=1 but this test needs {missing}")
         pytest.skip(f"needs {missing}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Every test starts with an empty cache: throttles, lockouts and session states do not leak."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

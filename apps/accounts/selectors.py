@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from apps.accounts.models import Session, User
+from apps.accounts.models import DeviceChallenge, Session, User
 
 SESSION_STATE_REVOKED = "revoked"
 # An active entry is re-read from the database this often, so a deactivated
@@ -112,6 +112,17 @@ def session_list_for_user(*, user: User, current_session_id: str | None) -> Quer
             if current is not None
             else Value(False, output_field=BooleanField())
         )
+        .order_by("-created_at", "-id")
+    )
+
+
+def device_challenge_list_pending_for_user(*, user: User) -> QuerySet[DeviceChallenge]:
+    """Open step-up challenges of ``user``, newest first (what a trusted device shows for approval)."""
+    return (
+        DeviceChallenge.objects.filter(
+            user=user, status=DeviceChallenge.Status.PENDING, expires_at__gt=timezone.now()
+        )
+        .select_related("device")
         .order_by("-created_at", "-id")
     )
 

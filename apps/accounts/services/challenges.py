@@ -21,7 +21,6 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import AuditEvent, Device, DeviceChallenge, Session, User
@@ -260,14 +259,3 @@ def device_challenge_poll(
         if challenge.status == DeviceChallenge.Status.PENDING:
             return None
         return _complete(challenge=challenge, ip=ip, user_agent=user_agent)
-
-
-def device_challenges_pending_for_user(*, user: User) -> QuerySet[DeviceChallenge]:
-    """Open challenges of ``user`` (what a trusted device shows for approval)."""
-    return (
-        DeviceChallenge.objects.filter(
-            user=user, status=DeviceChallenge.Status.PENDING, expires_at__gt=timezone.now()
-        )
-        .select_related("device")
-        .order_by("-created_at", "-id")
-    )
