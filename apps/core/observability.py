@@ -148,8 +148,49 @@ def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str,
     return event
 
 
+_STRUCTLOG_META = frozenset(
+    {"event", "exc_info", "_record", "_from_structlog", "level", "logger", "timestamp"}
+)
+_structlog_processor_installed = False
+
+
+def structlog_record_to_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """Give an error logged through structlog its real title and stack trace.
+
+    structlog hands the standard library its whole event dict as the message,
+    with the exception inside it (``log.error("unhandled_exception",
+    exc_info=exc)``), so the SDK would see a text blob and no exception. This
+    runs before the SDK serialises the event; ``sentry_before_send`` scrubs it
+    afterwards like any other.
+    """
+    import sentry_sdk
+    from sentry_sdk.utils import event_from_exception
+
+    record = hint.get("log_record")
+    message = getattr(record, "msg", None)
+    if not isinstance(message, dict):
+        return event
+    title = str(message.get("event", ""))
+    event["logentry"] = {"message": title, "formatted": title, "params": []}
+    fields = {k: v for k, v in message.items() if k not in _STRUCTLOG_META}
+    if fields:
+        event["extra"] = {**(event.get("extra") or {}), **fields}
+    exc = message.get("exc_info")
+    if isinstance(exc, tuple) and len(exc) == 3:
+        exc = exc[1]
+    if isinstance(exc, BaseException) and not event.get("exception"):
+        exception_event, _ = event_from_exception(
+            exc,
+            client_options=sentry_sdk.get_client().options,
+            mechanism={"type": "logging", "handled": True},
+        )
+        event["exception"] = exception_event["exception"]
+    return event
+
+
 def configure_sentry(*, dsn: str | None = None, transport: Any = None) -> bool:
     """Start the Sentry client once per process; ``False`` when off or already running."""
+    global _structlog_processor_installed
     import sentry_sdk
 
     dsn = dsn if dsn is not None else settings.SENTRY_DSN
@@ -157,8 +198,8 @@ def configure_sentry(*, dsn: str | None = None, transport: Any = None) -> bool:
         return False
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
-    from sentry_sdk.integrations.logging import LoggingIntegration
-    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+    from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+    from sentry_sdk.scope import add_global_event_processor
 
     options: dict[str, Any] = {}
     if transport is not None:
@@ -172,13 +213,30 @@ def configure_sentry(*, dsn: str | None = None, transport: Any = None) -> bool:
             CeleryIntegration(),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
-        send_default_pii=False,
+        # What the SDK may collect at all; sentry_before_send scrubs what is left.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "allowlist", "terms": sorted(SENTRY_HEADER_ALLOWLIST)}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "denylist", "terms": sorted(SENSITIVE_KEYS)},
+            "graphql": {"document": False, "variables": False},
+            "gen_ai": {"inputs": False, "outputs": False},
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": {"mode": "denylist", "terms": sorted(SENSITIVE_KEYS)},
+        },
         max_request_body_size="never",
-        event_scrubber=EventScrubber(denylist=sorted({*DEFAULT_DENYLIST, *SENSITIVE_KEYS}), recursive=True),
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
         before_send=sentry_before_send,  # type: ignore[arg-type]
         **options,
     )
+    # Django logs every 5xx response (a failing /readyz too) on django.request;
+    # the exception itself is already reported, once, with its stack.
+    ignore_logger("django.request")
+    if not _structlog_processor_installed:
+        add_global_event_processor(structlog_record_to_event)  # type: ignore[arg-type]
+        _structlog_processor_installed = True
     logger.info("error_reporting_enabled", environment=settings.SENTRY_ENVIRONMENT)
     return True
 
