@@ -8,9 +8,12 @@ export PORT
 
 .PHONY: run test venv lint format typecheck boundaries migrations-check pytest clean
 
+# Reinstalled only when a requirements file is newer than the last install.
 $(VENV)/.installed: requirements/base.txt requirements/local.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Keel needs Python 3.11 or newer"'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Keel needs Python 3.11 or newer (set PYTHON=python3.X).")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		echo "Could not create $(VENV): install Python's venv module (Debian/Ubuntu: apt install python3-venv)." >&2; \
+		rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/local.txt
 	@touch $@

@@ -15,10 +15,40 @@ from celery import Celery, Task, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth retrying: the network, a busy database, a broker or provider briefly away.
+
+    Deliberately not every ``OSError``: a missing file or a permission error
+    does not heal by waiting.
+    """
+    import httpx
+    import redis.exceptions
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerOperationalError
+
+    return (
+        ConnectionError,
+        TimeoutError,
+        OperationalError,
+        InterfaceError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        httpx.TransportError,
+        BrokerOperationalError,
+    )
+
+
+TRANSIENT_ERRORS = _transient_errors()
 
 
 class KeelTask(Task):  # type: ignore[misc]
+    """The base of every Keel task: late ack, time limits (settings), retry with backoff.
+
+    ``acks_late`` and the time limits come from ``CELERY_TASK_*`` settings and
+    apply to every task; a task may lower them in its decorator.
+    """
+
     autoretry_for = TRANSIENT_ERRORS
     retry_backoff = True
     retry_backoff_max = 600
@@ -40,19 +70,31 @@ def _attach_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers["request_id"] = request_id
 
 
-@signals.task_prerun.connect
-def _bind_request_id(task: Task | None = None, **_: Any) -> None:
-    from apps.core.request_context import bind_request_id, new_request_id
+# The request id that was current before each running task, restored after it:
+# an eager task (tests, CELERY_TASK_ALWAYS_EAGER) runs inside its caller and
+# must not leave the caller without its id.
+_outer_request_ids: dict[str, str | None] = {}
 
-    request_id = getattr(task.request, "request_id", None) if task is not None else None
+
+@signals.task_prerun.connect
+def _bind_request_id(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
+    from apps.core.request_context import bind_request_id, get_request_id, new_request_id
+
+    outer = get_request_id()
+    request = task.request if task is not None else None
+    request_id = getattr(request, "request_id", None)
+    if not request_id and request is not None and request.is_eager:
+        request_id = outer
+    if task_id:
+        _outer_request_ids[task_id] = outer
     bind_request_id(request_id or new_request_id())
 
 
 @signals.task_postrun.connect
-def _unbind_request_id(**_: Any) -> None:
+def _restore_request_id(task_id: str | None = None, **_: Any) -> None:
     from apps.core.request_context import bind_request_id
 
-    bind_request_id(None)
+    bind_request_id(_outer_request_ids.pop(task_id, None) if task_id else None)
 
 
 @signals.setup_logging.connect

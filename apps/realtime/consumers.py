@@ -49,7 +49,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def _close_unless_authenticated(self) -> None:
-        await asyncio.sleep(getattr(settings, "REALTIME_AUTH_TIMEOUT_SECONDS", 10))
+        await asyncio.sleep(settings.REALTIME_AUTH_TIMEOUT_SECONDS)
         if self.user_id is None:
             await self._send({"type": "error", "code": "invalid_token"})
             await self.close(code=CLOSE_UNAUTHORIZED)
@@ -89,7 +89,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         identity = None
         if isinstance(token, str) and token:
             identity = await _identify(token)
-        if identity is None:
+        # A fresh token may replace an expiring one, but a socket never changes
+        # hands: a token of another user is refused like a bad one.
+        if identity is None or (self.user_id is not None and identity.user_id != self.user_id):
             await self._send({"type": "error", "code": "invalid_token"})
             await self.close(code=CLOSE_UNAUTHORIZED)
             return

@@ -147,8 +147,10 @@ else:
 
 # --- Celery -----------------------------------------------------------------
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
+# The file-system broker of the embedded default names a host only so that
+# Kombu does not warn about a missing one on every publish.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost//")
+if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery" / "queue"
     _broker_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -527,6 +529,9 @@ KEEL_ACCOUNT_ERASERS = globals().get("KEEL_ACCOUNT_ERASERS", []) + [
 ]
 
 # --- Realtime ---------------------------------------------------------------
+
+# A WebSocket that has not sent a valid auth frame by then is closed (4401).
+REALTIME_AUTH_TIMEOUT_SECONDS = env.float("REALTIME_AUTH_TIMEOUT_SECONDS", default=10.0)
 
 from apps.core.logging import configure_logging  # noqa: E402
 
