@@ -1,6 +1,6 @@
 from django.urls import URLPattern
 
-from apps.content.api import views_files
+from apps.content.api import views_documents, views_files
 from apps.core.api.paths import api_path
 
 urlpatterns: list[URLPattern] = []
@@ -16,5 +16,19 @@ urlpatterns += [
     ),
     *api_path(
         "files/<uuid:file_id>/download", views_files.FileDownloadView.as_view(), name="content-file-download"
+    ),
+]
+
+urlpatterns += [
+    *api_path("collections", views_documents.CollectionListView.as_view(), name="content-collections"),
+    *api_path(
+        "collections/<str:name>/documents",
+        views_documents.DocumentListView.as_view(),
+        name="content-documents",
+    ),
+    *api_path(
+        "collections/<str:name>/documents/<str:document_id>",
+        views_documents.DocumentDetailView.as_view(),
+        name="content-document",
     ),
 ]

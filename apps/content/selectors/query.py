@@ -86,7 +86,10 @@ def _pg_text(col: str, path: tuple[str, ...]) -> tuple[str, list[Any]]:
 def _pg_value(col: str, path: tuple[str, ...], *, text: bool) -> tuple[str, list[Any]]:
     """The sort/compare value of a path: what expression indexes are built on."""
     if text:
-        return _pg_text(col, path)
+        # Byte order, whatever the database's default collation: the same order
+        # as SQLite, and what the expression indexes are built with.
+        sql, params = _pg_text(col, path)
+        return f'({sql} COLLATE "C")', params
     sql, params = _pg_json(col, path)
     return f"NULLIF({sql}, 'null'::jsonb)", params
 
@@ -184,22 +187,23 @@ class DataPredicate(Expression):
             placeholder, param = self._pg_operand(self.value)
             condition = f"{value_sql} {symbol} {placeholder}"
             params = [*value_params, param]
-            if op != "eq" and self.kind in _JSON_KINDS:
-                # jsonb orders across types; a range on numbers must not match strings.
-                typed_sql, typed_params = _pg_json(col, path)
-                expected = "number" if self.kind == "number" else "boolean"
-                return (
-                    f"(jsonb_typeof({typed_sql}) = '{expected}' AND {condition})",
-                    [*typed_params, *params],
-                )
+            if self.kind == "string" or (op != "eq" and self.kind in _JSON_KINDS):
+                # ->> turns numbers into text and jsonb orders across types: a
+                # typed comparison only matches values of its type.
+                return self._pg_typed(col, condition, params)
             return condition, params
         if op == "in":
             operands = [self._pg_operand(v) for v in self.value if v is not None]
             parts: list[str] = []
             params = []
             if operands:
-                parts.append(f"{value_sql} IN ({', '.join(p for p, _ in operands)})")
-                params.extend([*value_params, *(v for _, v in operands)])
+                in_sql, in_params = self._pg_typed(
+                    col,
+                    f"{value_sql} IN ({', '.join(p for p, _ in operands)})",
+                    [*value_params, *(v for _, v in operands)],
+                )
+                parts.append(in_sql)
+                params.extend(in_params)
             if any(v is None for v in self.value):
                 parts.append(f"{value_sql} IS NULL")
                 params.extend(value_params)
@@ -209,6 +213,13 @@ class DataPredicate(Expression):
         if op in ("contains", "icontains"):
             return self._pg_contains(col, op == "icontains")
         raise InvalidQuery(f"Unsupported operator {op}.")
+
+    def _pg_typed(self, col: str, condition: str, params: list[Any]) -> tuple[str, list[Any]]:
+        expected = {"number": "number", "boolean": "boolean", "string": "string"}.get(self.kind)
+        if expected is None:
+            return condition, params
+        typed_sql, typed_params = _pg_json(col, self.path)
+        return f"(jsonb_typeof({typed_sql}) = '{expected}' AND {condition})", [*typed_params, *params]
 
     def _pg_contains(self, col: str, insensitive: bool) -> tuple[str, list[Any]]:
         path = self.path
