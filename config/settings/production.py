@@ -29,8 +29,10 @@ def _refuse(message: str) -> None:
 
 if DEBUG:
     _refuse("DJANGO_DEBUG is on; set DJANGO_DEBUG=false.")
-if not SECRET_KEY or SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+if not SECRET_KEY or SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY:
     _refuse("DJANGO_SECRET_KEY is missing or the default; set it to 50+ random characters.")
+if len(SECRET_KEY) < 32:
+    _refuse("DJANGO_SECRET_KEY is too short; set it to 50+ random characters.")
 if not ALLOWED_HOSTS:
     _refuse("DJANGO_ALLOWED_HOSTS is empty; set it to the host names Keel is served on.")
 if not FIELD_ENCRYPTION_KEYS:
@@ -45,10 +47,13 @@ if len(BLIND_INDEX_KEY) < 32:
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-# Health checks and metrics are scraped over plain HTTP inside the network.
+# Health checks and metrics are scraped over plain HTTP inside the network
+# (apps.core.health.OperationalEndpointsMiddleware answers them before the redirect).
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Browsers preload HSTS for a domain only once it is submitted to their list
+# (hstspreload.org); the directive alone changes nothing. false leaves it out.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
