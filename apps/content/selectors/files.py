@@ -70,6 +70,31 @@ def file_storage_is_s3(storage: Storage | None = None) -> bool:
     return isinstance(storage or file_storage(), S3Storage)
 
 
+def s3_presign_client(storage: Any) -> Any:
+    """A boto3 client of the storage's bucket for presigning, with Signature V4.
+
+    The storage's own client signs with whatever botocore defaults to for the
+    endpoint (Signature V2 in some setups, which S3 refuses for new buckets);
+    presigned URLs use V4 unless ``AWS_S3_SIGNATURE_VERSION`` says otherwise.
+    Created once per storage instance (boto3 clients are thread-safe).
+    """
+    client = getattr(storage, "_keel_presign_client", None)
+    if client is None:
+        from botocore.config import Config
+
+        config = storage.client_config.merge(Config(signature_version=storage.signature_version or "s3v4"))
+        client = storage._create_session().client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            config=config,
+            verify=storage.verify,
+        )
+        storage._keel_presign_client = client
+    return client
+
+
 def s3_object_key(storage: Any, name: str) -> str:
     """The bucket key that ``storage`` uses for ``name`` (its ``location`` prefix included)."""
     from storages.utils import clean_name
@@ -147,13 +172,14 @@ def file_download_url(
     storage = file_storage()
     if file_storage_is_s3(storage):
         key, content_type = target
-        disposition = file_content_disposition(file=file, variant=variant)
+        params = {
+            "Bucket": storage.bucket_name,  # type: ignore[attr-defined]
+            "Key": s3_object_key(storage, key),
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": file_content_disposition(file=file, variant=variant),
+        }
         return str(
-            storage.url(  # type: ignore[call-arg]
-                key,
-                parameters={"ResponseContentType": content_type, "ResponseContentDisposition": disposition},
-                expire=ttl,
-            )
+            s3_presign_client(storage).generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
         )
     return file_local_download_url(
         file_id=str(file.pk), variant=variant, expires=expires or url_expiry(ttl=ttl)

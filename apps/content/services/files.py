@@ -46,6 +46,7 @@ from apps.content.selectors.files import (
     file_storage,
     file_storage_is_s3,
     s3_object_key,
+    s3_presign_client,
     url_expiry,
 )
 from apps.core.exceptions import Conflict, KeelError, NotFound, PayloadTooLarge, ValidationFailed
@@ -316,8 +317,7 @@ def file_upload_target(*, file: File) -> tuple[dict[str, Any], datetime]:
     storage = file_storage()
     if file_storage_is_s3(storage):
         expires_at = timezone.now() + timedelta(seconds=ttl)
-        client = storage.connection.meta.client  # type: ignore[attr-defined]
-        post = client.generate_presigned_post(
+        post = s3_presign_client(storage).generate_presigned_post(
             Bucket=storage.bucket_name,  # type: ignore[attr-defined]
             Key=s3_object_key(storage, file.upload_key),
             Fields={"Content-Type": file.declared_content_type},
