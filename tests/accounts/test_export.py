@@ -13,7 +13,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from apps.accounts.models import AuditEvent, DataExport, Session
+from apps.accounts.models import AuditEvent, DataExport, Session, SocialIdentity
 from apps.accounts.services import privacy
 from tests.factories import UserFactory
 
@@ -56,6 +56,7 @@ def test_export_builds_one_json_document_downloadable_without_the_token(
     client_for, api_client, django_capture_on_commit_callbacks
 ):
     user = UserFactory(phone="+4915112345678")
+    SocialIdentity.objects.create(user=user, provider="google", subject="108234567890")
     client = client_for(user)
 
     export_id = _request_export(client, django_capture_on_commit_callbacks)
@@ -86,6 +87,10 @@ def test_export_builds_one_json_document_downloadable_without_the_token(
     assert [s["id"] for s in sections["sessions"]] == [str(session.id)]
     assert [d["device_id"] for d in sections["devices"]] == [session.device.device_id]
     assert any(e["kind"] == "data_exported" for e in sections["audit_events"])
+    assert [(i["provider"], i["subject"]) for i in sections["social_identities"]] == [
+        ("google", "108234567890")
+    ]
+    assert sections["oauth_sign_ins"] == []
     raw = json.dumps(document)
     assert user.password not in raw  # no password hash
     assert "token_hash" not in raw

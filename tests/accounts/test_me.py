@@ -251,3 +251,115 @@ def test_get_me_query_count(auth_client, django_assert_max_num_queries):
 
     with django_assert_max_num_queries(4):
         assert auth_client.get(ME).status_code == 200
+
+
+# --- Avatar (a file of the content app) ----------------------------------------
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def _uploaded(client, capture, data: bytes, *, filename: str, content_type: str, purpose: str) -> str:
+    from urllib.parse import urlsplit
+
+    from rest_framework.test import APIClient
+
+    created = client.post(
+        "/api/v1/files",
+        {"filename": filename, "content_type": content_type, "size": len(data), "purpose": purpose},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    upload = created.json()["upload"]
+    parts = urlsplit(upload["url"])
+    put = APIClient().generic("PUT", f"{parts.path}?{parts.query}", data, content_type=content_type)
+    assert put.status_code == 204
+    with capture(execute=True):
+        assert client.post(f"/api/v1/files/{created.json()['id']}/complete").status_code == 202
+    return created.json()["id"]
+
+
+def test_patch_me_sets_an_uploaded_image_as_avatar(auth_client, django_capture_on_commit_callbacks):
+    from apps.content.models import File
+
+    file_id = _uploaded(
+        auth_client,
+        django_capture_on_commit_callbacks,
+        _png(),
+        filename="me.png",
+        content_type="image/png",
+        purpose="avatar",
+    )
+
+    response = auth_client.patch(ME, {"avatar_file_id": file_id}, format="json")
+
+    assert response.status_code == 200, response.json()
+    avatar = response.json()["avatar"]
+    assert avatar["id"] == file_id
+    assert avatar["status"] == "ready"
+    assert avatar["url"] and "signature=" in avatar["url"]
+    assert auth_client.get(ME).json()["avatar"]["id"] == file_id
+    # The avatar counts as a reference: the files cleanup keeps it.
+    assert File.objects.get(pk=file_id).referenced_at is not None
+
+
+def test_patch_me_refuses_a_file_that_is_not_an_image(auth_client, user, django_capture_on_commit_callbacks):
+    file_id = _uploaded(
+        auth_client,
+        django_capture_on_commit_callbacks,
+        PDF_BYTES,
+        filename="cv.pdf",
+        content_type="application/pdf",
+        purpose="attachment",
+    )
+
+    response = auth_client.patch(ME, {"avatar_file_id": file_id}, format="json")
+
+    assert response.status_code == 400
+    assert "avatar_file_id" in response.json()["errors"]
+    user.refresh_from_db()
+    assert user.avatar_file_id == ""
+
+
+def test_patch_me_refuses_another_users_file(auth_client, client_for, django_capture_on_commit_callbacks):
+    stranger = client_for(UserFactory())
+    file_id = _uploaded(
+        stranger,
+        django_capture_on_commit_callbacks,
+        _png(),
+        filename="them.png",
+        content_type="image/png",
+        purpose="avatar",
+    )
+
+    response = auth_client.patch(ME, {"avatar_file_id": file_id}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["avatar_file_id"] == ["No file with this id was found."]
+
+
+def test_avatar_is_null_once_the_file_is_deleted(auth_client, django_capture_on_commit_callbacks):
+    file_id = _uploaded(
+        auth_client,
+        django_capture_on_commit_callbacks,
+        _png(),
+        filename="me.png",
+        content_type="image/png",
+        purpose="avatar",
+    )
+    assert auth_client.patch(ME, {"avatar_file_id": file_id}, format="json").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(f"/api/v1/files/{file_id}").status_code == 204
+
+    assert auth_client.get(ME).json()["avatar"] is None

@@ -41,7 +41,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from apps.accounts.models import AuditEvent, DataExport, Device, Session, User
+from apps.accounts.models import (
+    AuditEvent,
+    DataExport,
+    Device,
+    OAuthAuthorization,
+    Session,
+    SocialIdentity,
+    User,
+)
 from apps.accounts.services.audit import audit_record
 from apps.accounts.services.encryption import pseudonym_for
 from apps.core.exceptions import NotFound, PermissionDeniedError, ValidationFailed
@@ -253,7 +261,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def accounts_export_for_user(*, user: User) -> dict[str, Any]:
-    """What accounts holds about ``user``: profile, devices, sessions, MFA state, audit trail."""
+    """What accounts holds about ``user``: profile, MFA state, devices, sessions, social
+    identities, hosted (OAuth) sign-ins and the audit trail about them. Never a secret or hash."""
     from apps.accounts.services.profile import mfa_enabled_for
 
     profile = {
@@ -308,11 +317,33 @@ def accounts_export_for_user(*, user: User) -> dict[str, Any]:
         }
         for e in AuditEvent.objects.filter(Q(target=user) | Q(actor=user)).order_by("created_at")
     ]
+    social_identities = [
+        {
+            "provider": i.provider,
+            "subject": i.subject,
+            "created_at": _iso(i.created_at),
+            "last_login_at": _iso(i.last_login_at),
+        }
+        for i in SocialIdentity.objects.filter(user=user).order_by("created_at")
+    ]
+    oauth_sign_ins = [
+        {
+            "client": a.application.name,
+            "created_at": _iso(a.created_at),
+            "exchanged_at": _iso(a.exchanged_at),
+            "revoked_at": _iso(a.revoked_at),
+        }
+        for a in OAuthAuthorization.objects.filter(user=user)
+        .select_related("application")
+        .order_by("created_at")
+    ]
     return {
         "profile": profile,
         "mfa": {"enabled": mfa_enabled_for(user=user)},
         "devices": devices,
         "sessions": sessions,
+        "social_identities": social_identities,
+        "oauth_sign_ins": oauth_sign_ins,
         "audit_events": events,
     }
 

@@ -19,7 +19,6 @@ Decisions a mobile developer relies on:
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -29,13 +28,14 @@ from typing import Any, Final
 from django.db import transaction
 
 from apps.accounts.models import User
+from apps.content.selectors.files import file_describe_for_user
+from apps.content.services.files import file_mark_referenced
 from apps.core.exceptions import PreconditionFailed, ValidationFailed
 from apps.core.http import make_etag
 
 _LOCALE = re.compile(r"^([A-Za-z]{2,3})(?:-([A-Za-z]{4}))?(?:-([A-Za-z]{2}|[0-9]{3}))?$")
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_FILES_SELECTOR = "apps.content.selectors.files"
 
 
 class _Unset:
@@ -83,25 +83,19 @@ def phone_normalize(*, value: str) -> str:
     return compact
 
 
-def _files_feature_installed() -> bool:
-    return importlib.util.find_spec(_FILES_SELECTOR) is not None
-
-
 def avatar_describe(*, user: User) -> dict[str, Any] | None:
-    """The file object of the user's avatar (with signed urls), or None."""
-    if not user.avatar_file_id or not _files_feature_installed():
-        return None
-    from apps.content.selectors.files import file_describe_for_user
+    """The file object of the user's avatar (with signed urls), or None.
 
-    return file_describe_for_user(file_id=user.avatar_file_id, user=user)  # type: ignore[no-any-return]
+    None also when the file is gone (deleted, or erased with its owner's files).
+    """
+    if not user.avatar_file_id:
+        return None
+    return file_describe_for_user(file_id=user.avatar_file_id, user=user)
 
 
 def _avatar_check(*, user: User, file_id: str) -> None:
-    described = None
-    if _files_feature_installed():
-        from apps.content.selectors.files import file_describe_for_user
-
-        described = file_describe_for_user(file_id=file_id, user=user)
+    """400 unless ``file_id`` is an image file of ``user`` that was not rejected."""
+    described = file_describe_for_user(file_id=file_id, user=user)
     if described is None:
         raise ValidationFailed(errors={"avatar_file_id": ["No file with this id was found."]})
     if not str(described.get("content_type", "")).startswith("image/"):
@@ -181,6 +175,8 @@ def user_profile_update(
             file_id = (avatar_file_id or "").strip()
             if file_id and file_id != locked.avatar_file_id:
                 _avatar_check(user=locked, file_id=file_id)
+                # A referenced file is kept by the content app's cleanup job.
+                file_mark_referenced(file_ids=[file_id])
             locked.avatar_file_id = file_id
             changed.append("avatar_file_id")
         if not isinstance(locale, _Unset):
