@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema")),
     path("admin/", admin.site.urls),
+    path(".well-known/", include("apps.accounts.api.urls_wellknown")),
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/v1/", include("apps.content.api.urls")),
 ]

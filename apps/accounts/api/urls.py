@@ -1,6 +1,6 @@
 from django.urls import URLPattern
 
-from apps.accounts.api import views_auth, views_me
+from apps.accounts.api import views_auth, views_federation, views_me
 from apps.core.api.paths import api_path
 
 urlpatterns: list[URLPattern] = [
@@ -57,4 +57,10 @@ urlpatterns: list[URLPattern] = [
     *api_path("auth/password/change", views_auth.PasswordChangeView.as_view(), name="auth-password-change"),
     *api_path("auth/mfa/totp", views_auth.TotpView.as_view(), name="auth-mfa-totp"),
     *api_path("auth/mfa/totp/confirm", views_auth.TotpConfirmView.as_view(), name="auth-mfa-totp-confirm"),
+    # Social sign-in, OAuth 2.1 hosted login and token endpoint (views_federation).
+    *api_path(
+        "auth/social/<str:provider>", views_federation.SocialLoginView.as_view(), name="auth-social-login"
+    ),
+    *api_path("auth/authorize", views_federation.HostedAuthorizeView.as_view(), name="auth-authorize"),
+    *api_path("auth/token", views_federation.OAuthTokenView.as_view(), name="auth-token"),
 ]
