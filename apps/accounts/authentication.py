@@ -11,9 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from apps.core.exceptions import InvalidToken
+
+# DRF's exception (rendered as ``401 invalid_token``) so that the answer carries
+# ``WWW-Authenticate: Bearer``.
+_INVALID = "The access token is invalid or expired."
 
 
 class BearerAccessTokenAuthentication(BaseAuthentication):
@@ -24,7 +28,7 @@ class BearerAccessTokenAuthentication(BaseAuthentication):
         if not header or header[0].lower() != self.keyword:
             return None
         if len(header) != 2:
-            raise InvalidToken("The Authorization header must be 'Bearer <access token>'.")
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <access token>'.")
         from apps.accounts.models import User
         from apps.accounts.selectors import access_token_identify
         from apps.accounts.services.sessions import session_touch
@@ -32,13 +36,13 @@ class BearerAccessTokenAuthentication(BaseAuthentication):
         try:
             token = header[1].decode("ascii")
         except UnicodeDecodeError:
-            raise InvalidToken() from None
+            raise AuthenticationFailed(_INVALID) from None
         identity = access_token_identify(token=token)
         if identity is None:
-            raise InvalidToken()
+            raise AuthenticationFailed(_INVALID)
         user = User.objects.filter(pk=identity.user_id, is_active=True).first()
         if user is None:
-            raise InvalidToken()
+            raise AuthenticationFailed(_INVALID)
         if identity.session_id:
             session_touch(session_id=identity.session_id)
         return user, identity
