@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.transaction import TransactionManagementError
 from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 
@@ -203,9 +204,13 @@ class IdempotencyGuard:
 
         The response is rendered here, inside the transaction: if rendering
         fails, the work is rolled back with it and the client's 500 is honest.
+        If the view left the transaction unusable (a database error it caught
+        without a savepoint of its own), nothing it did can commit: an error
+        answer still goes out, unstored, and a success answer becomes a 500.
         """
         if self._atomic is None:
             return response
+        is_error = response.status_code >= 400
         try:
             record = self.record
             if record is None:
@@ -214,6 +219,13 @@ class IdempotencyGuard:
             if response.status_code >= 500 or _problem_code(response) in _NOT_STORED_CODES:
                 self._exit(rollback=True)
                 return response
+            if transaction.get_connection().needs_rollback:
+                self._exit(rollback=True)
+                if is_error:
+                    return response
+                raise TransactionManagementError(
+                    "The view answered with success but its transaction was marked for rollback."
+                )
             if getattr(response, "streaming", False):
                 # A stream cannot be stored; the work stands but is not replayable.
                 record.delete()
@@ -228,6 +240,11 @@ class IdempotencyGuard:
                 name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)
             }
             record.save(update_fields=["status_code", "response_body", "response_headers"])
+        except DatabaseError:
+            self._exit(rollback=True)
+            if is_error:
+                return response
+            raise
         except BaseException:
             self._exit(rollback=True)
             raise

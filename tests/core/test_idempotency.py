@@ -307,6 +307,32 @@ def test_a_base_exception_escaping_the_view_still_closes_the_transaction(client)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_4xx_after_a_swallowed_database_error_is_answered_and_nothing_commits(client):
+    path = "/api/v1/test/swallowed-db-error?answer=conflict"
+
+    response = client.post(path, {"email": "dup@example.com"}, HTTP_IDEMPOTENCY_KEY="hyg-6")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert_outside_any_transaction()
+    assert work_done("dup@example.com") == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_success_claimed_over_a_broken_transaction_is_a_500_and_nothing_commits(client):
+    path = "/api/v1/test/swallowed-db-error?answer=ok"
+
+    response = client.post(path, {"email": "dup-ok@example.com"}, HTTP_IDEMPOTENCY_KEY="hyg-7")
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "server_error"
+    assert_outside_any_transaction()
+    assert work_done("dup-ok@example.com") == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_work_commits_with_the_record(client):
     create(client, "hyg-5", "committed@example.com")
 

@@ -34,6 +34,8 @@ def send(results: dict[str, Any], name: str, user: Any, body: dict[str, Any], st
         if start is not None:
             start.wait(timeout=DEADLINE_SECONDS)
         results[name] = client.post(USERS, body, format="json", HTTP_IDEMPOTENCY_KEY="race-key")
+        # Whatever the outcome, the request's connection is back outside any transaction.
+        results[f"{name}:left_open"] = connection.in_atomic_block
     except BaseException as exc:  # surfaced by the test, not lost in the thread
         results[name] = exc
     finally:
@@ -50,6 +52,12 @@ def finish(*threads: threading.Thread) -> None:
     for thread in threads:
         thread.join(timeout=DEADLINE_SECONDS)
         assert not thread.is_alive(), "a request did not finish in time"
+
+
+def assert_no_transaction_left_open(results: dict[str, Any]) -> None:
+    flags = {name: value for name, value in results.items() if name.endswith(":left_open")}
+    assert flags
+    assert not any(flags.values()), flags
 
 
 @pytest.fixture
@@ -76,6 +84,7 @@ def test_a_request_arriving_while_the_first_works_waits_and_replays_its_answer(r
     assert b["Idempotent-Replayed"] == "true"
     assert User.objects.filter(email="race1@example.com").count() == 1
     assert IdempotencyRecord.objects.filter(key="race-key").count() == 1
+    assert_no_transaction_left_open(results)
 
 
 def test_two_requests_started_together_do_the_work_exactly_once(racer):
@@ -100,6 +109,7 @@ def test_two_requests_started_together_do_the_work_exactly_once(racer):
         refused = next(r for r in responses if r.status_code == 409)
         assert refused.json()["code"] == "idempotency_in_progress"
     assert User.objects.filter(email="race2@example.com").count() == 1
+    assert_no_transaction_left_open(results)
 
 
 def test_a_request_waiting_longer_than_the_lock_timeout_gets_409_in_progress_then_the_replay(racer, settings):
@@ -126,4 +136,4 @@ def test_a_request_waiting_longer_than_the_lock_timeout_gets_409_in_progress_the
     assert retry["retry"].content == results["first"].content
     assert retry["retry"]["Idempotent-Replayed"] == "true"
     assert User.objects.filter(email="race3@example.com").count() == 1
-    assert not connection.in_atomic_block
+    assert_no_transaction_left_open({**results, **retry})

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from django.core.cache import cache
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import mixins, serializers
 from rest_framework.permissions import IsAuthenticated
@@ -24,7 +25,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import User
 from apps.core.api.views import KeelAPIView, KeelGenericAPIView
-from apps.core.exceptions import PreconditionFailed, ValidationFailed
+from apps.core.exceptions import Conflict, PreconditionFailed, ValidationFailed
 from apps.core.http import conditional_get_response, make_etag, require_if_match
 from apps.core.renderers import ORJSONRenderer
 from apps.core.throttling import IPScopedThrottle, ScopedRateThrottle
@@ -179,6 +180,26 @@ class BaseExceptionView(KeelAPIView):
     def post(self, request: Request) -> Response:
         User.objects.create_user(email=str(request.data["email"]))
         raise AbortRequest()
+
+
+class SwallowedDatabaseErrorView(KeelAPIView):
+    """Writes, then catches an IntegrityError without a savepoint of its own.
+
+    ``?answer=conflict`` turns it into a 409, ``?answer=ok`` pretends all went well.
+    """
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        email = str(request.data["email"])
+        User.objects.create_user(email=email)
+        try:
+            User.objects.create_user(email=email)
+        except IntegrityError:
+            if request.query_params.get("answer") == "ok":
+                return Response({"created": True}, status=201)
+            raise Conflict("That user exists already.") from None
+        return Response({"created": True}, status=201)
 
 
 class NoContentView(KeelAPIView):
