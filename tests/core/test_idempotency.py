@@ -228,6 +228,40 @@ def test_a_uuid_key_and_a_255_character_key_are_accepted(client):
 
 
 @pytest.mark.django_db
+def test_an_upload_larger_than_the_memory_limit_is_not_refused_for_its_key(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    path = "/api/v1/test/raw-upload"
+    payload = bytes(range(256)) * 16  # 4 KiB
+
+    def upload(body: bytes):
+        return client.put(path, body, content_type="application/octet-stream", HTTP_IDEMPOTENCY_KEY="up-1")
+
+    first = upload(payload)
+    second = upload(payload)
+    other_size = upload(payload + b"x")
+
+    assert first.status_code == 201
+    assert first.json() == {"size": 4096}
+    assert second["Idempotent-Replayed"] == "true"
+    assert other_size.status_code == 409
+    assert User.objects.filter(email__startswith="upload-").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_body_read_before_the_view_still_identifies_the_request(client):
+    path = "/api/v1/test/peeked-body"
+
+    first = client.post(path, {"email": "peek@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="peek")
+    second = client.post(path, {"email": "peek@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="peek")
+    other = client.post(path, {"email": "peek2@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="peek")
+
+    assert first.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert other.status_code == 409
+    assert work_done("peek@example.com") == 1
+
+
+@pytest.mark.django_db
 def test_safe_methods_ignore_the_header(client, owner):
     response = client.get(f"{USERS}/{owner.pk}", HTTP_IDEMPOTENCY_KEY="get-key")
 

@@ -202,6 +202,34 @@ class SwallowedDatabaseErrorView(KeelAPIView):
         return Response({"created": True}, status=201)
 
 
+class RawUploadView(KeelAPIView):
+    """Streams a raw body (a file upload to the local storage endpoint, say)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def put(self, request: Request) -> Response:
+        size = 0
+        while chunk := request.stream.read(1024):
+            size += len(chunk)
+        User.objects.create_user(email=f"upload-{uuid.uuid4().hex}@example.com")
+        return Response({"size": size}, status=201)
+
+
+class BodyPeekingPermission(IsAuthenticated):
+    """Reads the body before the view does (and before the fingerprint)."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return super().has_permission(request, view) and "email" in request.data
+
+
+class PeekedBodyView(KeelAPIView):
+    permission_classes = [BodyPeekingPermission]
+
+    def post(self, request: Request) -> Response:
+        user = User.objects.create_user(email=str(request.data["email"]))
+        return Response({"id": str(user.pk)}, status=201)
+
+
 class NoContentView(KeelAPIView):
     permission_classes = [IsAuthenticated]
 

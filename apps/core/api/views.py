@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.http import Http404, HttpResponseBase
 from django.http.request import RawPostDataException
 from rest_framework import generics
@@ -51,13 +52,31 @@ class LenientContentNegotiation(DefaultContentNegotiation):
 
 
 def _request_body(request: Request) -> bytes:
-    """The raw body for the fingerprint, read before DRF's parsers consume the stream."""
+    """What identifies the request's body in the idempotency fingerprint.
+
+    The raw bytes, read before DRF's parsers consume the stream (Django keeps
+    them for the parsers). A body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    (a file upload) is not held in memory for this: its type and length stand
+    in for it.
+    """
+    django_request = request._request
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
-        return request._request.body
+        length = int(django_request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if limit is not None and length > limit:
+        content_type = django_request.META.get("CONTENT_TYPE", "")
+        return f"large body: {content_type}; {length} bytes".encode()
+    try:
+        return django_request.body
     except RawPostDataException:
-        # Something read the stream already (a form parsed by a CSRF check):
-        # the parsed data stands in for it.
-        return dumps(request.data)
+        # Something (a permission reading request.data) consumed the stream
+        # already: the parsed data stands in for it.
+        try:
+            return dumps(request.data)
+        except TypeError:
+            return repr(request.data).encode()
 
 
 if TYPE_CHECKING:
@@ -83,10 +102,9 @@ class IdempotentViewMixin(_ViewBase):
                 guard.abort()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
         key = request.headers.get(HEADER)
         wants_guard = bool(key) and request.method in UNSAFE_METHODS
-        body = _request_body(request) if wants_guard else b""
-        super().initial(request, *args, **kwargs)
         user = request.user
         is_authenticated = user is not None and user.is_authenticated
         if is_authenticated:
@@ -99,7 +117,7 @@ class IdempotentViewMixin(_ViewBase):
             key=key or "",
             method=request.method or "",
             path=request.path,
-            body=body,
+            body=_request_body(request),
             query=request._request.META.get("QUERY_STRING", ""),
         )
         guard.begin()
