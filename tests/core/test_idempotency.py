@@ -174,6 +174,23 @@ def test_a_4xx_answer_is_the_answer_and_is_replayed(client):
 
 
 @pytest.mark.django_db
+def test_a_throttled_answer_is_not_stored_so_the_retry_can_succeed(client, throttle_rates):
+    throttle_rates(core_work="1/min")
+    path = "/api/v1/test/throttled-work"
+    client.post(path, {"email": "first-try@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="t-1")
+
+    refused = client.post(path, {"email": "later@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="t-2")
+    throttle_rates(core_work="10/min")
+    retried = client.post(path, {"email": "later@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="t-2")
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"]
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried
+    assert work_done("later@example.com") == 1
+
+
+@pytest.mark.django_db
 def test_an_empty_204_answer_is_replayed_empty(client):
     first = client.delete("/api/v1/test/no-content", HTTP_IDEMPOTENCY_KEY="key-204")
     second = client.delete("/api/v1/test/no-content", HTTP_IDEMPOTENCY_KEY="key-204")

@@ -19,6 +19,7 @@ urlpatterns = [
     *api_path("api/v1/test/base-exception", views.BaseExceptionView.as_view()),
     *api_path("api/v1/test/no-content", views.NoContentView.as_view()),
     *api_path("api/v1/test/raw-upload", views.RawUploadView.as_view()),
+    *api_path("api/v1/test/throttled-work", views.ThrottledWorkView.as_view()),
     *api_path("api/v1/test/peeked-body", views.PeekedBodyView.as_view()),
     *api_path("api/v1/test/swallowed-db-error", views.SwallowedDatabaseErrorView.as_view()),
     *api_path("api/v1/test/precondition", views.PreconditionView.as_view()),

@@ -28,7 +28,7 @@ from apps.core.api.views import KeelAPIView, KeelGenericAPIView
 from apps.core.exceptions import Conflict, PreconditionFailed, ValidationFailed
 from apps.core.http import conditional_get_response, make_etag, require_if_match
 from apps.core.renderers import ORJSONRenderer
-from apps.core.throttling import IPScopedThrottle, ScopedRateThrottle
+from apps.core.throttling import IPScopedThrottle, ScopedRateThrottle, throttle_hit
 
 logger = structlog.get_logger("tests.core.views")
 stdlib_logger = logging.getLogger("tests.core.views.stdlib")
@@ -226,6 +226,17 @@ class PeekedBodyView(KeelAPIView):
     permission_classes = [BodyPeekingPermission]
 
     def post(self, request: Request) -> Response:
+        user = User.objects.create_user(email=str(request.data["email"]))
+        return Response({"id": str(user.pk)}, status=201)
+
+
+class ThrottledWorkView(KeelAPIView):
+    """Counts each attempt per user with ``throttle_hit`` before doing the work."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        throttle_hit(scope="core_work", ident=str(request.user.pk))
         user = User.objects.create_user(email=str(request.data["email"]))
         return Response({"id": str(user.pk)}, status=201)
 
