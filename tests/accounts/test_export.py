@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core import signing
-from django.core.files.storage import default_storage
+from django.core.files.storage import InMemoryStorage, default_storage
 from django.utils import timezone
 
 from apps.accounts.models import AuditEvent, DataExport, Session, SocialIdentity
@@ -259,3 +259,33 @@ def test_export_post_query_count(
 ):
     with django_capture_on_commit_callbacks(execute=False), django_assert_max_num_queries(10):
         assert auth_client.post(EXPORT).status_code == 202
+
+
+class _UnavailableStorage(InMemoryStorage):
+    """A storage whose writes fail like an unreachable bucket."""
+
+    def _save(self, name: str, content: Any) -> str:
+        raise ConnectionError("storage unavailable")
+
+
+def test_storage_outage_is_retried_then_fails_the_export(
+    auth_client, settings, django_capture_on_commit_callbacks
+):
+    from celery.exceptions import Retry
+
+    from apps.accounts.tasks import data_export_build
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": f"{__name__}._UnavailableStorage"}}
+    with django_capture_on_commit_callbacks(execute=False):
+        export_id = auth_client.post(EXPORT).json()["export_id"]
+
+    # An early attempt asks Celery to try again later and leaves the export pending...
+    with pytest.raises(Retry):
+        data_export_build.apply(args=[export_id])
+    assert DataExport.objects.get(pk=export_id).status == "pending"
+
+    # ...the last one gives up and says so.
+    data_export_build.apply(args=[export_id], retries=data_export_build.max_retries)
+    export = DataExport.objects.get(pk=export_id)
+    assert (export.status, export.error, export.file_name) == ("failed", "storage_unavailable", "")
+    assert auth_client.get(f"{EXPORT}/{export_id}").json()["status"] == "failed"
