@@ -288,3 +288,39 @@ def test_staff_action_requires_staff(client_for):
 
     assert "/admin/login/" in response.redirect_chain[-1][0]
     assert Session.objects.filter(user=user, revoked_at__isnull=True).count() == 2
+
+
+def test_staff_creates_a_user_in_the_admin(admin_client):
+    password = "lantern-orbit-meadow-42"
+    response = admin_client.post(
+        f"{USERS}add/",
+        {"email": "new@example.com", "password1": password, "password2": password, "usable_password": "true"},
+    )
+
+    assert response.status_code == 302
+    created = User.objects.get(email="new@example.com")
+    assert created.check_password(password)
+
+
+def test_change_form_keeps_the_encrypted_phone(admin_client):
+    user = UserFactory(phone="+4915112345678", display_name="Before")
+    page = admin_client.get(f"{USERS}{user.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name in form.fields}
+    data.update(
+        display_name="After",
+        groups=[],
+        user_permissions=[],
+        is_active="on",
+        email_verified="on",
+        created_at_0=user.created_at.strftime("%Y-%m-%d"),
+        created_at_1=user.created_at.strftime("%H:%M:%S"),
+    )
+    data = {k: v for k, v in data.items() if v is not False}
+
+    response = admin_client.post(f"{USERS}{user.pk}/change/", data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    user.refresh_from_db()
+    assert user.display_name == "After"
+    assert user.phone == "+4915112345678"
