@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.pagination import CursorPagination
@@ -101,7 +102,7 @@ def _cache_headers(response: Response, request: Request) -> Response:
         response["Cache-Control"] = "private, no-cache"
     else:
         response["Cache-Control"] = f"public, max-age={settings.CONTENT_PUBLIC_CACHE_TTL}"
-    response["Vary"] = "Authorization"
+    patch_vary_headers(response, ["Authorization"])
     return response
 
 
