@@ -21,12 +21,12 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
-from rest_framework.pagination import BasePagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -44,13 +44,14 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-class KeelCursorPagination(BasePagination):
+class KeelCursorPagination(CursorPagination):
     page_size = 20
     max_page_size = 100
     page_size_query_param = "limit"
     cursor_query_param = "cursor"
     #: Newest first. The primary key is appended as the tie-breaker when absent.
-    ordering: Sequence[str] | str = ("-created_at", "-id")
+    ordering: str | list[str] | tuple[str, ...] = ("-created_at", "-id")
+    base_url: str
 
     invalid_cursor_message = "Invalid cursor: use the next or previous link as given."
 
@@ -89,8 +90,8 @@ class KeelCursorPagination(BasePagination):
             fields = (*fields, "-pk" if fields[0].startswith("-") else "pk")
         return fields
 
-    def decode_cursor(self, request: Request) -> tuple[list[Any], bool] | None:
-        """``(position, reverse)`` from ``?cursor=``, or None for the first page."""
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """The position from ``?cursor=`` (``Cursor.position`` holds the field values), or None."""
         encoded = request.query_params.get(self.cursor_query_param)
         if encoded is None:
             return None
@@ -107,11 +108,13 @@ class KeelCursorPagination(BasePagination):
             or any(value is None or isinstance(value, (dict, list)) for value in decoded["p"])
         ):
             self._invalid_cursor()
-        return decoded["p"], bool(decoded.get("r", False))
+        # ``position`` holds the list of field values here, not DRF's single string.
+        return Cursor(offset=0, reverse=bool(decoded.get("r", False)), position=decoded["p"])
 
-    def encode_cursor(self, position: list[Any], *, reverse: bool) -> str:
+    def encode_cursor(self, cursor: Cursor) -> str:
+        position: list[Any] = cast(list[Any], cursor.position)
         payload: dict[str, Any] = {"p": [_encode_value(value) for value in position]}
-        if reverse:
+        if cursor.reverse:
             payload["r"] = True
         token = base64.urlsafe_b64encode(orjson.dumps(payload)).decode("ascii").rstrip("=")
         return replace_query_param(self.base_url, self.cursor_query_param, token)
@@ -150,7 +153,7 @@ class KeelCursorPagination(BasePagination):
             self.has_next, self.has_previous = len(rows) > self.limit, False
             self.page = rows[: self.limit]
             return self.page
-        position, reverse = cursor
+        position, reverse = cast(list[Any], cursor.position), cursor.reverse
         ordering = self._reversed(self._ordering) if reverse else self._ordering
         try:
             rows = list(
@@ -178,7 +181,9 @@ class KeelCursorPagination(BasePagination):
         if not self.page:
             # Nothing before the cursor any more (rows were deleted): start over.
             return remove_query_param(self.base_url, self.cursor_query_param)
-        return self.encode_cursor(self._position_of(self.page[-1]), reverse=False)
+        return self.encode_cursor(
+            Cursor(offset=0, reverse=False, position=cast(Any, self._position_of(self.page[-1])))
+        )
 
     def get_previous_link(self) -> str | None:
         if not self.has_previous:
@@ -186,7 +191,9 @@ class KeelCursorPagination(BasePagination):
         if not self.page:
             # Nothing after the cursor any more (rows were deleted): start over.
             return remove_query_param(self.base_url, self.cursor_query_param)
-        return self.encode_cursor(self._position_of(self.page[0]), reverse=True)
+        return self.encode_cursor(
+            Cursor(offset=0, reverse=True, position=cast(Any, self._position_of(self.page[0])))
+        )
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"results": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
