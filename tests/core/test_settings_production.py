@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -87,3 +88,48 @@ def test_unsafe_production_settings_refuse_to_start_with_one_line(tmp_path, chan
     for value in change.values():
         if value and len(value) > 5:
             assert value not in lines[0]
+
+
+# Warnings of `check --deploy` that production settings cannot fix, each owned
+# elsewhere and to be fixed there (the test below fails once one disappears,
+# so this list only shrinks):
+# - drf_spectacular.W001: api_path() registers every route with and without
+#   the trailing slash, and the schema lists both (operationId collisions);
+#   the schema needs a preprocessing hook that drops the slash twins.
+# - oauth2_provider.W005-W008: RFC 9700 defaults of the OAuth provider
+#   (OAUTH2_PROVIDER in the Accounts section of base.py).
+KNOWN_ELSEWHERE = {
+    "drf_spectacular.W001",
+    "oauth2_provider.W005",
+    "oauth2_provider.W006",
+    "oauth2_provider.W007",
+    "oauth2_provider.W008",
+}
+
+
+def deploy_check(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(["manage.py", "check", "--deploy", "--fail-level", "WARNING", *extra], env)
+
+
+def test_deploy_checks_report_nothing_but_known_issues_owned_elsewhere(tmp_path):
+    completed = deploy_check(sane_env(tmp_path))
+
+    reported = set(re.findall(r"\(([a-z_0-9]+\.[EWC]\d+)\)", completed.stdout + completed.stderr))
+    assert reported <= KNOWN_ELSEWHERE, sorted(reported - KNOWN_ELSEWHERE)
+    assert reported == KNOWN_ELSEWHERE, (
+        f"fixed, remove from KNOWN_ELSEWHERE: {sorted(KNOWN_ELSEWHERE - reported)}"
+    )
+    assert not re.search(r"\([a-z_0-9]+\.E\d+\)", completed.stdout + completed.stderr)
+    assert not any(issue.startswith("security.") for issue in reported)  # Django's own, all fixed here
+
+
+def test_deploy_checks_would_report_what_production_settings_fix(tmp_path):
+    """The checks above can fail: the same command under the development settings reports issues."""
+    env = sane_env(tmp_path) | {"DJANGO_SETTINGS_MODULE": "config.settings.local", "DJANGO_DEBUG": "false"}
+
+    completed = deploy_check(env, "--tag", "security")
+
+    assert completed.returncode != 0
+    assert "security.W004" in completed.stderr  # no HSTS
+    assert "security.W008" in completed.stderr  # no HTTPS redirect
+    assert "security.W012" in completed.stderr  # session cookie over plain HTTP
