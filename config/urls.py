@@ -1,8 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import health
+from apps.core import views as core_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -17,6 +19,10 @@ urlpatterns = [
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/v1/", include("apps.content.api.urls")),
 ]
+
+# Keep this last: any other path under /api/ is a problem+json 404, also with
+# DEBUG on (``make run``), where Django would answer with its HTML debug page.
+urlpatterns += [re_path(r"^api/", csrf_exempt(core_views.page_not_found))]
 
 handler400 = "apps.core.views.bad_request"
 handler403 = "apps.core.views.permission_denied"

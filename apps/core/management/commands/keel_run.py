@@ -73,9 +73,13 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+# Straight to our own port, whatever HTTP(S)_PROXY the environment sets.
+_LOCAL_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own local URL
+        with _LOCAL_OPENER.open(url, timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
