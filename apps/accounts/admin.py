@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apps.accounts import admin_federation  # noqa: F401  (OAuth clients, social identities)
 from apps.accounts.models import AuditEvent, DataExport, Device, Session, TotpDevice, User
 from apps.accounts.selectors import users_with_phone
 from apps.accounts.services import staff as staff_actions

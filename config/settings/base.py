@@ -465,6 +465,12 @@ OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 # Staff need a confirmed authenticator (TOTP) to use the admin; on by default,
 # switched off by the local and test settings.
 ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=True)
+# Sessions opened by hosted sign-ins whose code was never exchanged are revoked.
+CELERY_BEAT_SCHEDULE["accounts-oauth-expire-codes"] = {
+    "task": "apps.accounts.tasks_federation.oauth_authorizations_expire",
+    "schedule": timedelta(minutes=5),
+}
+CELERY_IMPORTS: list[str] = [*globals().get("CELERY_IMPORTS", []), "apps.accounts.tasks_federation"]
 
 # --- Content ----------------------------------------------------------------
 

@@ -413,3 +413,20 @@ def test_codes_never_exchanged_have_their_sessions_revoked(flow, person, django_
     assert session.revoke_reason == "oauth_code_expired"
     assert not Grant.objects.exists()
     assert OAuthAuthorization.objects.get().sealed_tokens == ""
+
+
+@pytest.mark.django_db
+def test_the_periodic_task_expires_unused_codes(flow, person, django_capture_on_commit_callbacks):
+    from apps.accounts.tasks_federation import oauth_authorizations_expire
+
+    signed_in_code(flow, person)
+    OAuthAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert oauth_authorizations_expire.delay().get() == 1
+
+    assert Session.objects.get(user=person).revoked_at is not None
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["accounts-oauth-expire-codes"]["task"]
+        == oauth_authorizations_expire.name
+    )

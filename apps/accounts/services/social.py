@@ -405,27 +405,3 @@ def social_login(
     )
     logger.info("social_login", provider=provider, user_id=str(user.pk), created=created)
     return SocialLoginResult(tokens=tokens, user=user, created=created)
-
-
-# --- Privacy ----------------------------------------------------------------
-
-
-def social_export_for_user(*, user: User) -> dict[str, Any]:
-    """The user's linked sign-in providers, for the data export."""
-    identities = SocialIdentity.objects.filter(user=user).order_by("created_at")
-    return {
-        "social_identities": [
-            {
-                "provider": identity.provider,
-                "subject": identity.subject,
-                "linked_at": identity.created_at.isoformat(),
-                "last_login_at": identity.last_login_at.isoformat(),
-            }
-            for identity in identities
-        ]
-    }
-
-
-def social_erase_for_user(*, user: User) -> None:
-    """Forget the user's provider identities (idempotent)."""
-    SocialIdentity.objects.filter(user=user).delete()
