@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from apps.content.services import files as files_service
 
-__all__ = ["file_process", "files_cleanup_unreferenced"]
+__all__ = ["file_objects_delete", "file_process", "files_cleanup_unreferenced"]
 
 # Storage hiccups (disk, network, S3 endpoint) are retried with backoff;
 # bytes that are simply wrong end as ``rejected`` inside the service.
@@ -29,7 +30,13 @@ _TRANSIENT = (ConnectionError, TimeoutError, OSError, BotoCoreError)
     time_limit=300,
 )
 def file_process(file_id: str) -> str | None:
-    file = files_service.file_process(file_id=file_id)
+    try:
+        file = files_service.file_process(file_id=file_id)
+    except SoftTimeLimitExceeded:
+        # Running it again would take as long: the file is refused instead.
+        file = files_service.file_reject(
+            file_id=file_id, reason="processing_timeout", detail="Processing the file took too long."
+        )
     return file.status if file is not None else None
 
 
@@ -43,3 +50,15 @@ def file_process(file_id: str) -> str | None:
 )
 def files_cleanup_unreferenced() -> int:
     return files_service.files_cleanup_unreferenced()
+
+
+@shared_task(
+    name="apps.content.tasks_files.file_objects_delete",
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=10,
+)
+def file_objects_delete(keys: list[str]) -> int:
+    return files_service.file_objects_delete(keys=keys)

@@ -25,7 +25,7 @@ from apps.content.services.files import (
     files_export_for_user,
 )
 from apps.content.tasks_files import files_cleanup_unreferenced
-from tests.content.test_files_api import PDF_BYTES, body_of, download, jpeg_with_gps, upload_file
+from tests.content.test_files_api import PDF_BYTES, body_of, download, jpeg_with_gps, put_upload, upload_file
 from tests.factories import UserFactory
 
 
@@ -233,8 +233,10 @@ def test_erase_deletes_the_users_files_and_objects(
     )
     keys = _keys(File.objects.get(pk=mine["id"]))
 
-    files_erase_for_user(user=user)
-    files_erase_for_user(user=user)  # idempotent
+    with capture(execute=True):
+        files_erase_for_user(user=user)
+    with capture(execute=True):
+        files_erase_for_user(user=user)  # idempotent
 
     assert not File.objects.filter(owner=user).exists()
     assert not any(file_storage().exists(key) for key in keys)
@@ -288,3 +290,25 @@ def test_admin_delete_action_removes_stored_objects(
     assert response.status_code == 302
     assert not File.objects.filter(pk=body["id"]).exists()
     assert not any(file_storage().exists(key) for key in keys)
+
+
+@pytest.mark.django_db
+def test_complete_again_requeues_a_file_whose_job_was_lost(auth_client, django_capture_on_commit_callbacks):
+    capture = django_capture_on_commit_callbacks
+    created = auth_client.post(
+        "/api/v1/files", {"filename": "a.txt", "content_type": "text/plain", "size": 5}, format="json"
+    ).json()
+    put_upload(created["upload"], b"hello")
+    with capture(execute=False):  # the broker lost the job: nothing runs
+        assert auth_client.post(f"/api/v1/files/{created['id']}/complete").status_code == 202
+    assert File.objects.get(pk=created["id"]).status == "pending"
+
+    with capture(execute=True):  # too early: still no second job
+        auth_client.post(f"/api/v1/files/{created['id']}/complete")
+    assert File.objects.get(pk=created["id"]).status == "pending"
+    File.objects.filter(pk=created["id"]).update(completed_at=timezone.now() - timedelta(minutes=5))
+    with capture(execute=True):
+        response = auth_client.post(f"/api/v1/files/{created['id']}/complete")
+
+    assert response.status_code == 202
+    assert File.objects.get(pk=created["id"]).status == "ready"

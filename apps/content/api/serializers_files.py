@@ -33,7 +33,8 @@ class FileSerializer(serializers.Serializer):  # type: ignore[type-arg]
         allow_null=True,
         help_text=(
             "Why processing refused the file: file_type_not_allowed, content_type_mismatch, "
-            "file_too_large, file_empty, image_unreadable, image_too_large, upload_missing."
+            "file_too_large, file_empty, image_unreadable, image_too_large, upload_missing, "
+            "processing_timeout."
         ),
     )
     rejection_detail = serializers.CharField(allow_null=True)

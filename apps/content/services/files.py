@@ -55,6 +55,7 @@ logger = structlog.get_logger(__name__)
 
 _CHUNK = 1024 * 1024
 _HEAD_BYTES = 4096
+_REQUEUE_AFTER = timedelta(minutes=2)
 
 
 # --- Errors -------------------------------------------------------------------
@@ -286,14 +287,43 @@ def _file_keys(file: File) -> list[str]:
     return sorted({key for key in keys if key})
 
 
-def _storage_delete_quietly(keys: Iterable[str]) -> None:
-    """Best effort after a commit; the cleanup job deletes what is left over."""
+def file_objects_delete(*, keys: Iterable[str]) -> int:
+    """Delete stored objects; missing ones are fine, storage errors propagate (for a retry)."""
     storage = file_storage()
+    deleted = 0
     for key in keys:
-        try:
-            _storage_delete(storage, key)
-        except Exception:  # any storage failure: the cleanup job deletes the object later
-            logger.warning("file_object_delete_failed", exc_info=True)
+        _storage_delete(storage, key)
+        deleted += 1
+    return deleted
+
+
+def _storage_delete_after_commit(keys: Iterable[str]) -> None:
+    """Queue the deletion of stored objects for when the transaction commits.
+
+    A job with retries does it, so a storage hiccup does not leave objects
+    behind; ``robust`` keeps a broker outage from failing a request that has
+    already committed (the objects of a deleted file are deleted again when
+    its tombstone is purged).
+    """
+    wanted = sorted({key for key in keys if key})
+    if not wanted:
+        return
+
+    def queue() -> None:
+        from apps.content.tasks_files import file_objects_delete
+
+        file_objects_delete.delay(wanted)
+
+    transaction.on_commit(queue, robust=True)
+
+
+def _process_after_commit(file_id: str) -> None:
+    def queue() -> None:
+        from apps.content.tasks_files import file_process
+
+        file_process.delay(file_id)
+
+    transaction.on_commit(queue, robust=True)
 
 
 # --- Create, upload, complete ----------------------------------------------------
@@ -445,11 +475,14 @@ def file_upload_receive(
 
 
 def file_complete(*, file_id: str, user: Any) -> File:
-    """The client says the upload is done: queue processing (on commit) once.
+    """The client says the upload is done: queue processing (on commit).
 
-    Completing again is answered with the file as it is and queues nothing new;
-    404 for a file that is not the caller's; 409 ``upload_missing`` when no
-    bytes have arrived (the client can still upload and complete again).
+    Completing again is answered with the file as it is; it queues the job
+    again only when the file has been waiting longer than
+    ``_REQUEUE_AFTER`` (the first job may never have been queued), which is
+    harmless because processing is idempotent. 404 for a file that is not
+    the caller's; 409 ``upload_missing`` when no bytes have arrived (the
+    client can still upload and complete again).
     """
     file = file_get_for_user(file_id=file_id, user=user)
     if file.owner_id != user.pk:
@@ -459,19 +492,17 @@ def file_complete(*, file_id: str, user: Any) -> File:
         if file.deleted_at is not None:
             raise NotFound("No such file.")
         if file.completed_at is not None:
+            waiting = (
+                file.status == File.Status.PENDING and file.completed_at < timezone.now() - _REQUEUE_AFTER
+            )
+            if waiting:
+                _process_after_commit(str(file.pk))
             return file
         if not file_storage().exists(file.upload_key):
             raise UploadMissing()
         file.completed_at = timezone.now()
         file.save(update_fields=["completed_at", "updated_at"])
-        file_pk = str(file.pk)
-
-        def queue() -> None:
-            from apps.content.tasks_files import file_process
-
-            file_process.delay(file_pk)
-
-        transaction.on_commit(queue)
+        _process_after_commit(str(file.pk))
     return file
 
 
@@ -655,9 +686,15 @@ def _file_reject(*, file_pk: Any, reason: str, detail: str) -> File | None:
         )
         # Rejected bytes are never served; do not keep them.
         keys = [file.upload_key]
-        transaction.on_commit(lambda: _storage_delete_quietly(keys))
+        _storage_delete_after_commit(keys)
     logger.info("file_rejected", file_id=str(file_pk), reason=reason)
     return file
+
+
+def file_reject(*, file_id: str, reason: str, detail: str) -> File | None:
+    """Mark a pending file ``rejected`` (processing gave up on it); no-op otherwise."""
+    ids = _valid_ids([file_id])
+    return _file_reject(file_pk=ids[0], reason=reason, detail=detail) if ids else None
 
 
 def _inspect(file: File, storage: Storage, policy: PurposePolicy) -> tuple[int, str]:
@@ -750,7 +787,7 @@ def file_process(*, file_id: str) -> File | None:
             if current is not None and current.status == File.Status.READY:
                 outputs = []
             leftovers = [key for key in outputs if key and key != file.upload_key]
-            transaction.on_commit(lambda: _storage_delete_quietly(leftovers))
+            _storage_delete_after_commit(leftovers)
             return current
         current.status = File.Status.READY
         current.content_type = detected
@@ -778,7 +815,7 @@ def file_process(*, file_id: str) -> File | None:
         if stored_key != current.upload_key:
             # The upload still carries the metadata that was stripped.
             raw = [current.upload_key]
-            transaction.on_commit(lambda: _storage_delete_quietly(raw))
+            _storage_delete_after_commit(raw)
     logger.info("file_ready", file_id=str(current.pk), content_type=detected, size=size)
     return current
 
@@ -804,7 +841,7 @@ def file_delete(*, file_id: str, user: Any) -> None:
         file.deleted_at = timezone.now()
         file.save(update_fields=["deleted_at", "updated_at"])
         keys = _file_keys(file)
-        transaction.on_commit(lambda: _storage_delete_quietly(keys))
+        _storage_delete_after_commit(keys)
     logger.info("file_deleted", file_id=str(file.pk))
 
 
@@ -854,13 +891,8 @@ def files_process_again(*, file_ids: Iterable[Any]) -> int:
         ).values_list("pk", flat=True)
     ]
 
-    def queue() -> None:
-        from apps.content.tasks_files import file_process
-
-        for file_id in ids:
-            file_process.delay(file_id)
-
-    transaction.on_commit(queue)
+    for file_id in ids:
+        _process_after_commit(file_id)
     return len(ids)
 
 
@@ -908,5 +940,8 @@ def files_export_for_user(*, user: Any) -> dict[str, Any]:
 
 
 def files_erase_for_user(*, user: Any) -> None:
-    """Delete every file of the user and its stored objects (idempotent)."""
-    _files_purge(list(File.objects.filter(owner_id=user.pk)))
+    """Delete every file of the user (idempotent); the stored objects go once this commits."""
+    files = list(File.objects.filter(owner_id=user.pk))
+    keys = [key for file in files for key in _file_keys(file)]
+    File.objects.filter(pk__in=[file.pk for file in files]).delete()
+    _storage_delete_after_commit(keys)
