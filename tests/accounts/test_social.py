@@ -450,6 +450,15 @@ def test_provider_unreachable_without_cached_keys_is_503(api_client, jwks_server
 
 
 @pytest.mark.django_db
+def test_keys_are_never_fetched_over_plain_http_from_elsewhere(api_client, google_key):
+    with override_settings(SOCIAL_GOOGLE_JWKS_URL="http://keys.example.com/certs"):
+        response = social(api_client, "google", google_key.sign(google_claims()))
+
+    assert response.status_code == 503
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_provider_without_client_ids_refuses_every_token(api_client, google_key):
     with override_settings(SOCIAL_GOOGLE_CLIENT_IDS=[]):
         assert_invalid_token(social(api_client, "google", google_key.sign(google_claims())))

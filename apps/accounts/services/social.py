@@ -29,6 +29,7 @@ import hmac
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -143,8 +144,20 @@ def _max_age(cache_control: str | None) -> int | None:
     return None
 
 
+def _jwks_url_is_safe(url: str) -> bool:
+    """Keys come over HTTPS; plain HTTP only from this machine (a local fake in tests)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def _jwks_fetch(url: str) -> dict[str, Any]:
     """GET the provider's JWKS document; raises ``SocialProviderUnavailable``."""
+    if not _jwks_url_is_safe(url):
+        # Keys over plain HTTP would let anyone on the path sign tokens for any account.
+        logger.error("social_jwks_url_not_https", url=url)
+        raise SocialProviderUnavailable()
     try:
         with httpx.Client(timeout=settings.SOCIAL_JWKS_TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = client.get(url, headers={"Accept": "application/json"})
