@@ -58,7 +58,8 @@ RUN DJANGO_SECRET_KEY=build-only-collectstatic-not-a-secret-0123456789 \
     BLIND_INDEX_KEY=build-only-blind-index-not-a-secret-0123 \
     python manage.py collectstatic --noinput \
     && python -m compileall -q config apps \
-    && chown -R keel:keel /app/var
+    && mkdir -p /tmp/keel-prometheus \
+    && chown -R keel:keel /app/var /tmp/keel-prometheus
 
 USER keel
 

@@ -69,7 +69,10 @@ def _redis_client_for(host: Any) -> Any:
     import redis
     from redis.sentinel import Sentinel
 
-    timeouts: dict[str, Any] = {"socket_connect_timeout": CHECK_TIMEOUT_SECONDS, "socket_timeout": CHECK_TIMEOUT_SECONDS}
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": CHECK_TIMEOUT_SECONDS,
+        "socket_timeout": CHECK_TIMEOUT_SECONDS,
+    }
     if isinstance(host, str):
         return redis.Redis.from_url(host, **timeouts)
     if isinstance(host, (list, tuple)):

@@ -16,10 +16,16 @@ user id, an email or a path with ids in it.
 Under gunicorn with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an
 empty directory before the workers start (deploy/gunicorn.conf.py does) and
 ``/metrics`` adds up every worker, living or dead.
+
+Counters incremented inside Celery tasks (push deliveries, say) live in the
+worker's processes, not the web's: with ``KEEL_WORKER_METRICS_PORT`` set (and
+``PROMETHEUS_MULTIPROC_DIR``, for the pool processes) the worker serves its own
+metrics on that port, for Prometheus to scrape next to ``web:8000/metrics``.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -72,9 +78,15 @@ PUSH_DELIVERIES = Counter(
     ["provider", "status"],
 )
 
+CELERY_TASKS = Counter(
+    "keel_celery_tasks",
+    "Celery tasks finished, by task name and state (succeeded, failed, retried).",
+    ["task", "state"],
+)
+
 _registered: dict[str, MetricWrapperBase] = {
     metric._name: metric  # the name without _total
-    for metric in (HTTP_REQUEST_DURATION, HTTP_REQUESTS, AUTH_LOGIN_FAILURES, PUSH_DELIVERIES)
+    for metric in (HTTP_REQUEST_DURATION, HTTP_REQUESTS, AUTH_LOGIN_FAILURES, PUSH_DELIVERIES, CELERY_TASKS)
 }
 
 
@@ -220,3 +232,67 @@ def registry_for_scrape() -> CollectorRegistry:
         registry.register(CeleryQueueCollector())
         return registry
     return REGISTRY
+
+
+# --- Celery worker ------------------------------------------------------------
+
+
+def _pid_of(path: str) -> int | None:
+    match = re.search(r"_(\d+)\.db$", path)
+    return int(match.group(1)) if match else None
+
+
+def _on_task_success(sender: object = None, **_: object) -> None:
+    CELERY_TASKS.labels(task=getattr(sender, "name", "unknown"), state="succeeded").inc()
+
+
+def _on_task_failure(sender: object = None, **_: object) -> None:
+    CELERY_TASKS.labels(task=getattr(sender, "name", "unknown"), state="failed").inc()
+
+
+def _on_task_retry(sender: object = None, **_: object) -> None:
+    CELERY_TASKS.labels(task=getattr(sender, "name", "unknown"), state="retried").inc()
+
+
+def _on_worker_init(**_: object) -> None:
+    """Before the pool starts: drop metric files of processes of an earlier run."""
+    if not multiprocess_enabled():
+        return
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        if _pid_of(path) != os.getpid():
+            os.remove(path)
+
+
+def _on_worker_ready(**_: object) -> None:
+    from django.conf import settings
+    from prometheus_client import start_http_server
+
+    port = settings.KEEL_WORKER_METRICS_PORT
+    if not port:
+        return
+    start_http_server(port, addr=settings.KEEL_WORKER_METRICS_ADDR, registry=registry_for_scrape())
+    logger.info("worker_metrics_serving", port=port, multiprocess=multiprocess_enabled())
+
+
+def _on_worker_process_shutdown(pid: int | None = None, **_: object) -> None:
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+def connect_celery_hooks() -> None:
+    """Count finished tasks, and let a worker serve its metrics (idempotent; from ``ready()``)."""
+    from celery import signals
+
+    hooks = (
+        (signals.task_success, _on_task_success),
+        (signals.task_failure, _on_task_failure),
+        (signals.task_retry, _on_task_retry),
+        (signals.worker_init, _on_worker_init),
+        (signals.worker_ready, _on_worker_ready),
+        (signals.worker_process_shutdown, _on_worker_process_shutdown),
+    )
+    for signal, receiver in hooks:
+        signal.connect(receiver, weak=False, dispatch_uid=f"keel.metrics.{receiver.__name__}")

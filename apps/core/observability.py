@@ -295,5 +295,8 @@ def tracer_provider() -> Any:
 def configure_integrations(*, celery: bool = False) -> None:
     """Everything switched on by the environment. ``celery`` is accepted for the worker's hook;
     Celery is instrumented in every process either way."""
+    from apps.core.metrics import connect_celery_hooks
+
+    connect_celery_hooks()
     configure_sentry()
     configure_tracing()

@@ -351,6 +351,9 @@ SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="keel")
+# A Celery worker serves its own /metrics here when set (0: off); see apps/core/metrics.py.
+KEEL_WORKER_METRICS_PORT = env.int("KEEL_WORKER_METRICS_PORT", default=0)
+KEEL_WORKER_METRICS_ADDR = env.str("KEEL_WORKER_METRICS_ADDR", default="0.0.0.0")  # noqa: S104 - inside a container
 
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "core-purge-expired-idempotency-keys": {

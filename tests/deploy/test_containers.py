@@ -342,3 +342,25 @@ def test_build_time_collectstatic_values_satisfy_the_production_settings(tmp_pat
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+# --- Prometheus next to the stack ---------------------------------------------
+
+
+def test_prometheus_scrapes_web_and_worker_where_compose_serves_metrics():
+    services = compose()["services"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+
+    assert all((DEPLOY / "prometheus" / path).is_file() for path in config["rule_files"])
+    assert "alerts.yml" in config["rule_files"]
+    targets = {
+        job["job_name"]: [target for static in job["static_configs"] for target in static["targets"]]
+        for job in config["scrape_configs"]
+    }
+    assert targets["keel-web"] == [f"web:{services['web']['environment']['PORT']}"]
+    worker_env = services["worker"]["environment"]
+    assert targets["keel-worker"] == [f"worker:{worker_env['KEEL_WORKER_METRICS_PORT']}"]
+    assert worker_env["KEEL_WORKER_METRICS_PORT"] in services["worker"]["expose"]
+    # The pool processes write their metrics where the image made a directory for them.
+    final_runs = " ".join(args for kind, args in stages()[-1]["instructions"] if kind == "RUN")
+    assert f"mkdir -p {worker_env['PROMETHEUS_MULTIPROC_DIR']}" in final_runs
