@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from apps.content.selectors.collections import collection_get
+from apps.content.selectors.collections import collection_get, collection_snapshot
 from apps.content.services.collections import collection_save
 from apps.content.services.documents import document_create
 
@@ -45,10 +45,10 @@ def seed_demo_collection() -> list[str]:
     """
     if collection_get(name="tasks") is not None:
         return ["Demo collection: tasks (exists)"]
-    collection_save(definition=DEMO_COLLECTION)
-    tasks = collection_get(name="tasks")
+    collection, _ = collection_save(definition=DEMO_COLLECTION)
+    tasks = collection_snapshot(collection)
     owner = get_user_model().objects.filter(email__iexact=settings.DEMO_STAFF_EMAIL).first()
-    if tasks is None or owner is None:
+    if owner is None:
         return ["Created the demo collection: tasks (no documents: the staff login is missing)"]
     for data in DEMO_TASKS:
         document_create(collection=tasks, actor=owner, data=data, acl={"authenticated": "read"})

@@ -225,11 +225,13 @@ def document_create(
     acl: Any = None,
     document_id: uuid.UUID | str | None = None,
     principals: list[str] | None = None,
+    owner: Any = None,
 ) -> Document:
     """Create a document owned by ``actor`` (``401`` anonymous, ``403`` without create permission).
 
     ``acl`` defaults to the collection's ``default_acl``. ``document_id`` lets
     offline clients choose the id (sync); an id in use is ``409 conflict``.
+    ``owner`` (staff tools) creates it on behalf of another user.
     """
     if actor is None or not actor.is_authenticated:
         raise NotAuthenticated()
@@ -250,7 +252,7 @@ def document_create(
     document = Document(
         id=pk,
         collection_id=collection.id,
-        owner_id=actor.pk,
+        owner_id=(owner or actor).pk,
         data=clean_data,
         acl=clean_acl,
         version=1,
