@@ -272,7 +272,8 @@ def tokens_refresh(*, refresh: str, ip: str | None) -> IssuedTokens:
     now = timezone.now()
     with transaction.atomic():
         row = (
-            RefreshToken.objects.select_for_update()
+            # Only this token's row is locked; the joined rows (the successor may be absent) are not.
+            RefreshToken.objects.select_for_update(of=("self",))
             .select_related("session", "session__user", "session__device", "replaced_by")
             .filter(token_hash=token_hash)
             .first()
