@@ -601,3 +601,18 @@ def test_delete_removes_stored_objects_and_is_idempotent(auth_client, django_cap
     assert auth_client.get(f"/api/v1/files/{body['id']}").status_code == 404
     assert download(body["url"]).status_code == 404
     assert auth_client.post(f"/api/v1/files/{body['id']}/complete").status_code == 404
+
+
+@pytest.mark.django_db
+def test_get_file_uses_a_constant_number_of_queries(
+    auth_client, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    body = upload_file(auth_client, django_capture_on_commit_callbacks, jpeg_with_gps((300, 200), 1))
+    auth_client.get(f"/api/v1/files/{body['id']}")  # warm the session caches of the bearer check
+
+    with django_assert_max_num_queries(3):
+        response = auth_client.get(f"/api/v1/files/{body['id']}")
+
+    assert response.status_code == 200
+    with django_assert_max_num_queries(1):
+        assert download(body["thumbnails"]["small"]).status_code == 200
