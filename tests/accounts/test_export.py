@@ -289,3 +289,17 @@ def test_storage_outage_is_retried_then_fails_the_export(
     export = DataExport.objects.get(pk=export_id)
     assert (export.status, export.error, export.file_name) == ("failed", "storage_unavailable", "")
     assert auth_client.get(f"{EXPORT}/{export_id}").json()["status"] == "failed"
+
+
+@pytest.mark.parametrize("body", [{"format": "zip"}, ["x"]])
+def test_export_request_rejects_a_body(auth_client, body):
+    response = auth_client.post(EXPORT, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert DataExport.objects.count() == 0
+
+
+def test_export_request_accepts_an_empty_json_object(auth_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        assert auth_client.post(EXPORT, {}, format="json").status_code == 202

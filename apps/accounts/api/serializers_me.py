@@ -84,6 +84,10 @@ class MeDeleteAcceptedSerializer(serializers.Serializer):  # type: ignore[type-a
     erase_after = serializers.DateTimeField()
 
 
+class ExportRequestSerializer(StrictSerializer):
+    """``POST me/export`` takes no fields; anything sent is a mistake worth reporting."""
+
+
 class ExportCreatedSerializer(serializers.Serializer):  # type: ignore[type-arg]
     export_id = serializers.CharField()
 

@@ -17,6 +17,7 @@ from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.api.serializers_me import (
     ExportCreatedSerializer,
+    ExportRequestSerializer,
     ExportStatusSerializer,
     MeDeleteAcceptedSerializer,
     MeDeleteSerializer,
@@ -83,6 +84,7 @@ class MeExportView(KeelAPIView):
 
     @extend_schema(request=None, responses={202: ExportCreatedSerializer})
     def post(self, request: Request) -> Response:
+        ExportRequestSerializer(data=request.data or {}).is_valid(raise_exception=True)
         export = privacy.data_export_request(user=request.user, ip=_client_ip(request))  # type: ignore[arg-type]
         location = reverse("accounts-me-export-detail", kwargs={"export_id": export.id})
         return Response(
