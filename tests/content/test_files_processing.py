@@ -229,3 +229,28 @@ def test_avatar_must_really_be_an_image(auth_client, django_capture_on_commit_ca
 
     assert body["status"] == "rejected"
     assert body["rejection_reason"] == "file_type_not_allowed"
+
+
+@pytest.mark.django_db
+def test_palette_png_keeps_its_transparent_colour(auth_client, django_capture_on_commit_callbacks):
+    image = Image.new("P", (400, 200), 0)
+    image.putpalette([255, 255, 255, 200, 30, 30] + [0, 0, 0] * 254)
+    image.paste(1, (0, 0, 200, 200))
+    out = io.BytesIO()
+    image.save(out, format="PNG", transparency=0)
+
+    body = upload_file(
+        auth_client,
+        django_capture_on_commit_callbacks,
+        out.getvalue(),
+        filename="p.png",
+        content_type="image/png",
+    )
+
+    assert body["status"] == "ready"
+    stored = Image.open(io.BytesIO(body_of(download(body["url"]))))
+    assert stored.info.get("transparency") == 0
+    small = Image.open(io.BytesIO(body_of(download(body["thumbnails"]["small"]))))
+    assert small.format == "PNG" and small.mode == "RGBA"
+    assert small.getpixel((250, 50))[3] == 0  # the transparent half stays transparent
+    assert small.getpixel((10, 50))[3] == 255

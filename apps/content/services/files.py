@@ -546,13 +546,15 @@ def _fresh_copy(frame: Any) -> Any:
     """The pixels of ``frame`` in a new image that carries no metadata at all."""
     from PIL import Image
 
+    clean = Image.frombytes(frame.mode, frame.size, frame.tobytes())
     if frame.mode in ("P", "PA"):
-        clean = Image.frombytes(frame.mode, frame.size, frame.tobytes())
         palette = frame.getpalette()
         if palette:
             clean.putpalette(palette)
-        return clean
-    return Image.frombytes(frame.mode, frame.size, frame.tobytes())
+    if "transparency" in frame.info:
+        # Which colour is transparent is part of the picture, not metadata.
+        clean.info["transparency"] = frame.info["transparency"]
+    return clean
 
 
 def _has_alpha(image: Any) -> bool:
