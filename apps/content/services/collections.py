@@ -280,6 +280,22 @@ def _index_is_valid(name: str) -> bool:
     return bool(row and row[0])
 
 
+def _index_build(*, collection_id: int, path: str, kind: str, name: str, concurrently: bool) -> None:
+    sql = _index_sql(collection_id=collection_id, path=path, kind=kind, name=name, concurrently=concurrently)
+    if concurrently:
+        # A failed CONCURRENTLY build leaves an invalid index behind.
+        _drop_index(name, concurrently=True)
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+        return
+    # Inside a transaction (tests, a caller's atomic block): a plain build in a
+    # savepoint, after the deferred constraint checks PostgreSQL insists on.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        _drop_index(name, concurrently=False)
+        cursor.execute(sql)
+
+
 def collection_indexes_drop(*, names: list[str]) -> None:
     """Drop expression indexes by name (for deleted collections)."""
     if connection.vendor != "postgresql":
@@ -329,18 +345,13 @@ def collection_indexes_sync(*, collection_id: int) -> list[CollectionIndex]:
             continue
         try:
             if not _index_is_valid(state.db_name):
-                # A failed CONCURRENTLY build leaves an invalid index behind.
-                _drop_index(state.db_name, concurrently=concurrently)
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        _index_sql(
-                            collection_id=collection.pk,
-                            path=path,
-                            kind=kind,
-                            name=state.db_name,
-                            concurrently=concurrently,
-                        )
-                    )
+                _index_build(
+                    collection_id=collection.pk,
+                    path=path,
+                    kind=kind,
+                    name=state.db_name,
+                    concurrently=concurrently,
+                )
             state.status = CollectionIndex.Status.READY
             state.error = ""
         except DatabaseError as exc:
