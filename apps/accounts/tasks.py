@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from apps.accounts.services import privacy
 from config.celery import TRANSIENT_ERRORS
@@ -30,6 +31,9 @@ def data_export_build(self: object, export_id: str) -> None:
             logger.error("data_export_failed", export_id=export_id, reason="storage_unavailable")
             return
         raise task.retry(exc=exc, countdown=min(600, 2**retries * 5))  # type: ignore[attr-defined]
+    except SoftTimeLimitExceeded:
+        logger.error("data_export_failed", export_id=export_id, reason="timed_out")
+        privacy.data_export_fail(export_id=export_id, error="timed_out")
     except Exception:
         # An exporter's bug must not leave the export pending forever; the
         # traceback goes to the error log, the user sees ``failed``.
