@@ -19,7 +19,9 @@ periodic ``accounts_erase_due`` job erases it after
 ``ACCOUNT_DELETION_GRACE_DAYS``. Re-authentication for ``DELETE me`` is the
 password, or a sign-in of the calling session within
 ``ACCOUNT_REAUTH_MAX_AGE_SECONDS`` (5 minutes by default): accounts without a
-password (social login) sign in again and delete within that window.
+password (social login) sign in again and delete within that window. A
+retried ``DELETE me`` whose first attempt went through answers ``401``: the
+access token died with the account's sessions, and nothing more happens.
 """
 
 from __future__ import annotations
