@@ -12,8 +12,12 @@ SERVER_SET_FIELDS = ("id", "collection", "owner", "version", "created_at", "upda
 class AclSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Documents the ACL shape; the service validates it (``acl_normalize``)."""
 
-    public = serializers.ChoiceField(choices=["read"], allow_null=True, required=False)
-    authenticated = serializers.ChoiceField(choices=["read"], allow_null=True, required=False)
+    public = serializers.CharField(
+        allow_null=True, required=False, help_text='"read": anyone, signed in or not, may read.'
+    )
+    authenticated = serializers.CharField(
+        allow_null=True, required=False, help_text='"read": every signed-in user may read.'
+    )
     users = serializers.DictField(
         child=serializers.ChoiceField(choices=["read", "write"]),
         required=False,

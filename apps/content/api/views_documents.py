@@ -123,6 +123,8 @@ class CollectionPagination(KeelCursorPagination):
 
 class CollectionListView(KeelAPIView):
     @extend_schema(
+        operation_id="collections_list",
+        tags=["collections"],
         responses={200: CollectionPageSerializer},
         description=(
             "Collections the caller can see, with their schemas: public_read ones, those the caller "
@@ -156,6 +158,8 @@ class DocumentListView(KeelAPIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
     @extend_schema(
+        operation_id="documents_list",
+        tags=["documents"],
         parameters=_LIST_PARAMETERS,
         responses={200: DocumentPageSerializer},
         description="Readable documents of the collection, one page at a time. 400 invalid_query.",
@@ -204,6 +208,8 @@ class DocumentListView(KeelAPIView):
         return str(replace_query_param(url, "cursor", cursor_encode(query=query, cursor=cursor)))
 
     @extend_schema(
+        operation_id="documents_create",
+        tags=["documents"],
         request=DocumentCreateSerializer,
         responses={
             201: DocumentSerializer,
@@ -237,6 +243,8 @@ class DocumentDetailView(KeelAPIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
     @extend_schema(
+        operation_id="documents_retrieve",
+        tags=["documents"],
         parameters=_INCLUDE_PARAMETER,
         responses={
             200: DocumentSerializer,
@@ -283,6 +291,8 @@ class DocumentDetailView(KeelAPIView):
         return Response(body, headers={"ETag": document_etag(document)})
 
     @extend_schema(
+        operation_id="documents_partial_update",
+        tags=["documents"],
         request=DocumentPatchSerializer,
         responses={
             200: DocumentSerializer,
@@ -306,6 +316,8 @@ class DocumentDetailView(KeelAPIView):
         return self._write_response(request, collection, document)
 
     @extend_schema(
+        operation_id="documents_update",
+        tags=["documents"],
         request=DocumentReplaceSerializer,
         responses={200: DocumentSerializer, 412: OpenApiResponse(description="precondition_failed")},
         description="Replace data (and the ACL when `acl` is sent). Honours If-Match.",
@@ -325,6 +337,8 @@ class DocumentDetailView(KeelAPIView):
         return self._write_response(request, collection, document)
 
     @extend_schema(
+        operation_id="documents_destroy",
+        tags=["documents"],
         responses={204: None, 412: OpenApiResponse(description="precondition_failed")},
         description="Delete; a tombstone stays for offline sync. Honours If-Match.",
     )
