@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
-
 
 # DRF's exception (rendered as ``401 invalid_token``) so that the answer carries
 # ``WWW-Authenticate: Bearer``.
@@ -49,3 +49,18 @@ class BearerAccessTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+class BearerAccessTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The OpenAPI security scheme of :class:`BearerAccessTokenAuthentication`."""
+
+    target_class = "apps.accounts.authentication.BearerAccessTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The `access` token from auth/login, auth/register or auth/token/refresh.",
+        }

@@ -50,6 +50,14 @@ def test_totp_setup_returns_a_qr_ready_otpauth_url(auth_api, access, member):
     assert parse_qs(url.query)["issuer"] == ["Keel"]
     device = TotpDevice.objects.get(user=member)
     assert device.confirmed_at is None
+    assert device.secret == body["secret"]
+    stored = TotpDevice.objects.filter(user=member).values_list("secret", flat=True).query
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(*stored.sql_with_params())
+        (raw,) = cursor.fetchone()
+    assert body["secret"] not in raw  # encrypted at rest
     assert auth_api.get("auth/sessions", token=access).status_code == 200
 
 

@@ -8,18 +8,21 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.accounts.models.profile import EncryptedTextField
+
 
 class TotpDevice(models.Model):
     """The user's authenticator app. MFA is on once ``confirmed_at`` is set.
 
-    ``last_used_step`` is the TOTP time step of the last accepted code, so a
-    code is never accepted twice.
+    The shared secret is encrypted at rest with the field keys (and re-encrypted
+    by ``rotate_encryption_keys``). ``last_used_step`` is the TOTP time step of
+    the last accepted code, so a code is never accepted twice.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="totp_device"
     )
-    secret = models.CharField(max_length=64)
+    secret = EncryptedTextField()
     created_at = models.DateTimeField(default=timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     last_used_step = models.BigIntegerField(null=True, blank=True)
