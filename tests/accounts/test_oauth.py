@@ -430,3 +430,35 @@ def test_the_periodic_task_expires_unused_codes(flow, person, django_capture_on_
         settings.CELERY_BEAT_SCHEDULE["accounts-oauth-expire-codes"]["task"]
         == oauth_authorizations_expire.name
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_exchanges_of_one_code_issue_tokens_once(app_client, person):
+    import threading
+    from contextlib import nullcontext
+
+    from django.db import connection
+
+    flow = HostedFlow(capture=lambda execute=True: nullcontext(), client_id=app_client.client_id)
+    code = signed_in_code(flow, person)
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def exchange() -> None:
+        try:
+            barrier.wait(timeout=10)
+            statuses.append(flow.token(code).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=exchange) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(statuses) == [200, 400, 400, 400]
+    assert OAuthAuthorization.objects.get().exchanged_at is not None
+    # The other presentations count as reuse of the code: its session is revoked.
+    assert Session.objects.get(user=person).revoke_reason == "oauth_code_reused"

@@ -132,6 +132,29 @@ def _authorization_revoke(authorization: OAuthAuthorization, *, reason: str) -> 
     logger.warning("oauth_code_session_revoked", session_id=str(authorization.session_id), reason=reason)
 
 
+def _code_refused(*, code: str | None, client: Any) -> None:
+    """A code of ``client`` that is unknown, expired or already exchanged was presented.
+
+    The last two are codes Keel issued: their session is revoked (a replay,
+    or tokens that nobody collected in time).
+    """
+    authorization = (
+        OAuthAuthorization.objects.filter(code_digest=_code_digest(code or ""), application=client)
+        .select_related("user")
+        .first()
+    )
+    if authorization is None or authorization.revoked_at is not None:
+        return
+    reused = authorization.exchanged_at is not None
+    if reused:
+        audit_record(
+            kind=AuditEvent.Kind.TOKEN_REUSED,
+            target=authorization.user,
+            data={"via": "oauth_code", "session_id": str(authorization.session_id)},
+        )
+    _authorization_revoke(authorization, reason="oauth_code_reused" if reused else "oauth_code_expired")
+
+
 # --- The validator: django-oauth-toolkit's, ending in Keel sessions ----------
 
 
@@ -160,25 +183,34 @@ class KeelOAuth2Validator(OAuth2Validator):  # type: ignore[misc]
     ) -> bool:
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             return True
-        # Unknown, expired or already exchanged. The last two are codes we
-        # issued: their session is revoked (a replay, or tokens nobody took).
-        authorization = (
-            OAuthAuthorization.objects.filter(code_digest=_code_digest(code or ""), application=client)
-            .select_related("user")
-            .first()
-        )
-        if authorization is not None and authorization.revoked_at is None:
-            reused = authorization.exchanged_at is not None
-            if reused:
-                audit_record(
-                    kind=AuditEvent.Kind.TOKEN_REUSED,
-                    target=authorization.user,
-                    data={"via": "oauth_code", "session_id": str(authorization.session_id)},
-                )
-            _authorization_revoke(
-                authorization, reason="oauth_code_reused" if reused else "oauth_code_expired"
-            )
+        _code_refused(code=code, client=client)
         return False
+
+    def _grant(self, code: str, client: Any, request: Any) -> Grant:
+        """The code's grant; a concurrent exchange may have consumed it since ``validate_code``."""
+        grant = Grant.objects.filter(code=code, application=client).first()
+        if grant is None:
+            _code_refused(code=code, client=client)
+            raise oauth_errors.InvalidGrantError(request=request)
+        return grant
+
+    def get_code_challenge(self, code: str, request: Any) -> str | None:
+        return self._grant(code, request.client, request).code_challenge or None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> str | None:
+        return self._grant(code, request.client, request).code_challenge_method or None
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        return bool(self._grant(code, client, request).redirect_uri_allowed(redirect_uri))
 
     def save_authorization_code(
         self, client_id: str, code: dict[str, str], request: Any, *args: Any, **kwargs: Any
