@@ -616,3 +616,23 @@ def test_get_file_uses_a_constant_number_of_queries(
     assert response.status_code == 200
     with django_assert_max_num_queries(1):
         assert download(body["thumbnails"]["small"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_openapi_schema_documents_the_files_endpoints():
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+
+    create = paths["/api/v1/files"]["post"]
+    assert create["operationId"] == "files_create"
+    assert create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "FileCreateResponse"
+    )
+    assert paths["/api/v1/files/{file_id}"]["get"]["operationId"] == "files_retrieve"
+    assert "delete" in paths["/api/v1/files/{file_id}"]
+    assert paths["/api/v1/files/{file_id}/complete"]["post"]["operationId"] == "files_complete"
+    upload = paths["/api/v1/files/{file_id}/upload"]["put"]
+    assert {"expires", "signature"} <= {p["name"] for p in upload["parameters"]}
+    assert "application/octet-stream" in upload["requestBody"]["content"]
+    assert "variant" in {p["name"] for p in paths["/api/v1/files/{file_id}/download"]["get"]["parameters"]}

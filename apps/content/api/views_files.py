@@ -44,6 +44,8 @@ class FileCollectionView(KeelAPIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
+        operation_id="files_create",
+        tags=["files"],
         request=FileCreateRequestSerializer,
         responses={201: FileCreateResponseSerializer},
         description=(
@@ -67,13 +69,17 @@ class FileCollectionView(KeelAPIView):
 class FileDetailView(KeelAPIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: FileSerializer, 304: OpenApiResponse(description="Not modified")})
+    @extend_schema(
+        operation_id="files_retrieve",
+        tags=["files"],
+        responses={200: FileSerializer, 304: OpenApiResponse(description="Not modified")},
+    )
     def get(self, request: Request, file_id: Any) -> Response:
         file = file_get_for_user(file_id=str(file_id), user=request.user)
         data = FileSerializer(file_describe(file=file)).data
         return conditional_get_response(request, data, file_etag(description=data))
 
-    @extend_schema(responses={204: None})
+    @extend_schema(operation_id="files_destroy", tags=["files"], responses={204: None})
     def delete(self, request: Request, file_id: Any) -> Response:
         file_delete(file_id=str(file_id), user=request.user)
         return Response(status=204)
@@ -83,6 +89,8 @@ class FileCompleteView(KeelAPIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
+        operation_id="files_complete",
+        tags=["files"],
         request=None,
         responses={202: FileSerializer},
         description=(
@@ -104,6 +112,9 @@ class FileUploadView(KeelAPIView):
     parser_classes: list[Any] = []
 
     @extend_schema(
+        operation_id="files_upload",
+        tags=["files"],
+        auth=[],
         request={"application/octet-stream": OpenApiTypes.BINARY},
         responses={204: None},
         parameters=_SIGNED_QUERY,
@@ -168,6 +179,9 @@ class FileDownloadView(KeelAPIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
+        operation_id="files_download",
+        tags=["files"],
+        auth=[],
         parameters=[OpenApiParameter("variant", str, OpenApiParameter.QUERY), *_SIGNED_QUERY],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
