@@ -38,7 +38,7 @@ class RequestIdMiddleware:
 
 def _route_of(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
-    if match is None:
+    if match is None or getattr(match.func, "keel_unmatched_route", False):
         return "<unmatched>"
     return "/" + (match.route or "").lstrip("^").rstrip("$")
 

@@ -22,6 +22,11 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return problem_http_response(request, Http404())
 
 
+# Also routed as the catch-all under /api/ (config/urls.py): the access log and
+# the metrics then still count the request as matching no route.
+page_not_found.keel_unmatched_route = True  # type: ignore[attr-defined]
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # Never the exception itself: its text could leak internals.
     return problem_http_response(request, RuntimeError("unhandled"))
