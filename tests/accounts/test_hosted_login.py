@@ -82,6 +82,13 @@ def test_page_is_a_plain_mobile_friendly_form_without_external_assets(flow):
 
 
 @pytest.mark.django_db
+def test_login_hint_prefills_the_email(flow):
+    page = flow.open(login_hint="ada@example.com")
+
+    assert 'value="ada@example.com"' in text(page)
+
+
+@pytest.mark.django_db
 def test_unknown_client_shows_an_error_and_does_not_redirect(flow):
     page = flow.open(client_id="no-such-client")
 
@@ -106,6 +113,7 @@ def test_plain_pkce_method_is_refused_back_to_the_app(flow):
     assert response["Location"].startswith(REDIRECT_URI)
     assert callback["error"] == "invalid_request"
     assert callback["state"] == flow.state
+    assert callback["iss"] == settings.OIDC_ISSUER
 
 
 @pytest.mark.django_db

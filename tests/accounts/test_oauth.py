@@ -76,6 +76,7 @@ def test_full_flow_ends_in_keel_tokens_that_work_everywhere(flow, person, app_cl
     callback = flow.callback(redirect)
     assert redirect["Location"].startswith(f"{REDIRECT_URI}?")
     assert callback["state"] == flow.state
+    assert callback["iss"] == settings.OIDC_ISSUER  # RFC 9207
 
     response = flow.token(callback["code"])
 

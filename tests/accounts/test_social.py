@@ -548,3 +548,34 @@ def test_id_token_never_reaches_the_logs(api_client, google_key, capsys):
     captured = capsys.readouterr()
     assert token not in captured.out + captured.err
     assert "ada@example.com" not in captured.out + captured.err
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_sign_ins_end_on_one_account(google_key):
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    token = google_key.sign(google_claims())
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def sign_in(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            device = {**DEVICE, "device_id": f"install-{index}"}
+            body = {"id_token": token, "device": device}
+            statuses.append(APIClient().post("/api/v1/auth/social/google", body, format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert statuses == [200, 200, 200, 200]
+    assert User.objects.filter(email="ada@example.com").count() == 1
+    assert SocialIdentity.objects.count() == 1
+    assert Session.objects.filter(user__email="ada@example.com").count() == 4

@@ -232,7 +232,14 @@ class HostedAuthorizeView(KeelAPIView):
         device, new_cookie = _device_for(django_request, params)
         flows = _flows(django_request)
         flow_id = secrets.token_urlsafe(18)
-        flows[flow_id] = {"params": params, "device": device, "created": time.time(), "step": "password"}
+        flows[flow_id] = {
+            "params": params,
+            "device": device,
+            "created": time.time(),
+            "step": "password",
+            # OpenID Connect's login_hint pre-fills the address the app already knows.
+            "email": params.get("login_hint", "")[:254] if "@" in params.get("login_hint", "") else "",
+        }
         _flows_save(django_request, flows)
         response = self._render_step(django_request, flow_id, flows[flow_id], authorization)
         if new_cookie:

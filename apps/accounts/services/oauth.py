@@ -357,6 +357,7 @@ def oidc_discovery() -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "scopes_supported": sorted(oauth2_settings.SCOPES),
+        "authorization_response_iss_parameter_supported": True,
         "claims_supported": [
             "iss",
             "sub",
@@ -459,12 +460,16 @@ def _authorize_uri(params: dict[str, str]) -> str:
     return f"{settings.KEEL_PUBLIC_URL}{AUTHORIZE_PATH}?{urlencode(params)}"
 
 
+def _with_query(uri: str, **params: str) -> str:
+    separator = "&" if urlsplit(uri).query else "?"
+    return f"{uri}{separator}{urlencode(params)}"
+
+
 def _error_location(redirect_uri: str, *, error: str, description: str, state: str | None) -> str:
     query = {"error": error, "error_description": description}
     if state:
         query["state"] = state
-    separator = "&" if urlsplit(redirect_uri).query else "?"
-    return f"{redirect_uri}{separator}{urlencode(query)}"
+    return _with_query(redirect_uri, **query, iss=settings.OIDC_ISSUER)
 
 
 def oauth_authorization_validate(*, params: dict[str, str]) -> AuthorizationRequest:
@@ -481,10 +486,11 @@ def oauth_authorization_validate(*, params: dict[str, str]) -> AuthorizationRequ
     except FatalClientError as exc:
         raise OAuthFatalError(exc.description or "The sign-in request is not valid.") from None
     except OAuth2Error as exc:
-        location = exc.in_uri(exc.redirect_uri) if exc.redirect_uri else None
-        if not location:
+        if not exc.redirect_uri:
             raise OAuthFatalError(exc.description or "The sign-in request is not valid.") from None
-        raise OAuthRedirectError(location) from None
+        raise OAuthRedirectError(
+            _with_query(exc.in_uri(exc.redirect_uri), iss=settings.OIDC_ISSUER)
+        ) from None
     redirect_uri = str(credentials["redirect_uri"])
     state = credentials.get("state")
     challenge = params.get("code_challenge", "")
@@ -535,7 +541,9 @@ def oauth_authorization_complete(
 
         session_revoke(session_id=tokens.session_id, reason="oauth_client_invalid")
         raise OAuthFatalError(exc.description or "The app is no longer registered.") from None
-    location = str(headers["Location"])
+    # RFC 9207: name the issuer in the response, so a client talking to several
+    # authorization servers can tell which one answered (mix-up attacks).
+    location = _with_query(str(headers["Location"]), iss=settings.OIDC_ISSUER)
     audit_record(
         kind=AuditEvent.Kind.OAUTH_AUTHORIZED,
         actor=user,
