@@ -271,29 +271,24 @@ def tokens_refresh(*, refresh: str, ip: str | None) -> IssuedTokens:
     token_hash = secret_hash(value=refresh, purpose="refresh")
     now = timezone.now()
     with transaction.atomic():
-        row = (
-            # Only this token's row is locked; the joined rows (the successor may be absent) are not.
-            RefreshToken.objects.select_for_update(of=("self",))
-            .select_related("session", "session__user", "session__device", "replaced_by")
-            .filter(token_hash=token_hash)
-            .first()
-        )
+        # Lock the token's row alone, then read the rest with fresh statements:
+        # a request that waited for the lock must see what the winner wrote
+        # (the successor token), which a join read before the wait would miss.
+        row = RefreshToken.objects.select_for_update().filter(token_hash=token_hash).first()
         if row is None:
             raise InvalidToken("The refresh token is invalid or expired.")
-        session = row.session
+        session = Session.objects.select_related("user", "device").get(pk=row.session_id)
         user = session.user
         if session.revoked_at is not None or not user.is_active or row.expires_at <= now:
             raise InvalidToken("The refresh token is invalid or expired.")
         if row.rotated_at is None:
             return _rotate(row=row, raw=refresh, session=session, user=user, ip=ip, now=now)
         grace = timedelta(seconds=settings.ACCOUNT_REFRESH_GRACE_SECONDS)
-        successor = row.replaced_by
-        if (
-            now - row.rotated_at <= grace
-            and row.grace_payload
-            and successor is not None
-            and successor.rotated_at is None
-        ):
+        successor_unused = (
+            row.replaced_by_id is not None
+            and RefreshToken.objects.filter(pk=row.replaced_by_id, rotated_at__isnull=True).exists()
+        )
+        if now - row.rotated_at <= grace and row.grace_payload and successor_unused:
             replay = _open_pair(old_raw=refresh, sealed=row.grace_payload, user=user)
             if replay is not None:
                 logger.info("refresh_grace_replay", session_id=str(session.id))
@@ -301,7 +296,7 @@ def tokens_refresh(*, refresh: str, ip: str | None) -> IssuedTokens:
         reused_session_id = str(session.id)
         device_name = session.device.name or session.device.device_id
     # Theft detection: whoever holds the family's other tokens is signed out too.
-    # Written outside the failed transaction above so the revocation sticks.
+    # Recorded after the locking transaction, in transactions of their own.
     audit_record(
         kind=AuditEvent.Kind.TOKEN_REUSED,
         actor=None,
