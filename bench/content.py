@@ -45,8 +45,10 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from apps.accounts.services.tokens import tokens_issue_for_user  # noqa: E402
 from apps.content.models import Collection, CollectionIndex, Document  # noqa: E402
-from apps.content.selectors.acl import acl_principals  # noqa: E402
+from apps.content.selectors.acl import acl_principals, principals_for_user  # noqa: E402
 from apps.content.selectors.collections import collection_get  # noqa: E402
+from apps.content.selectors.documents import document_list_page, documents_render  # noqa: E402
+from apps.content.selectors.query import document_query_parse  # noqa: E402
 from apps.content.services.collections import collection_indexes_sync, collection_save  # noqa: E402
 
 NAME = "bench_tasks"
@@ -172,6 +174,14 @@ def main() -> None:
         body = client.get(url, params).json()
     page_queries = len(captured.captured_queries)
     page_sql = next(q["sql"] for q in captured.captured_queries if "content_document" in q["sql"])
+    selector_samples = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        principals = principals_for_user(user=caller)
+        query = document_query_parse(collection=tasks, params=params)
+        page = document_list_page(collection=tasks, principals=principals, query=query, cursor=None, limit=20)
+        documents_render(collection=tasks, documents=page.documents, principals=principals, user=caller)
+        selector_samples.append((time.perf_counter() - started) * 1000)
     first_id = body["results"][0]["id"]
     detail_samples = _timed(client, f"{url}/{first_id}", {}, args.runs)
     with CaptureQueriesContext(connection) as captured:
@@ -187,6 +197,7 @@ def main() -> None:
     print(f"Index states: {', '.join(f'{s.path}={s.status}' for s in states)}")
     print(f"Page of 20 ({len(body['results'])} returned), {args.runs} runs: {_summary(page_samples)}")
     print(f"  queries per request: {page_queries}")
+    print(f"  of which the content app (roles, parse, query, render): {_summary(selector_samples)}")
     print(f"GET by id, {args.runs} runs: {_summary(detail_samples)}; queries: {detail_queries}")
     print("\nEXPLAIN (ANALYZE, BUFFERS) of the page query:\n")
     print(plan)

@@ -13,7 +13,7 @@ class Change(models.Model):
     """One write to one document, appended in the same transaction as the write.
 
     ``seq`` is global and increases monotonically in commit order (writers
-    serialise their append on PostgreSQL, see ``apps/content/services/changes``),
+    serialise their append on PostgreSQL, see ``apps/content/services/documents``),
     so a reader that remembers the last ``seq`` it saw never misses a change.
     ``read_principals`` is who could read the document right after this
     change: sync and realtime decide visibility per change without loading the
