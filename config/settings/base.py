@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import environ
 
@@ -204,13 +205,20 @@ WHITENOISE_AUTOREFRESH = False
 
 # --- Email ------------------------------------------------------------------
 
+# EMAIL_URL forms: smtp://user:pass@host:25, smtp+tls://…:587 (STARTTLS; also
+# smtps://, or smtp://…?email_use_tls=true), smtp+ssl://…:465, consolemail://,
+# filemail:///absolute/dir.
 _email = env.email_url("EMAIL_URL", default="consolemail://")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_FILE_PATH"):
+for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"):
     if _email.get(_key):
         globals()[_key] = _email[_key]
-EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
-EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+if EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+    # django-environ drops the leading "/" of filemail:///var/mail; keep the path as written.
+    EMAIL_FILE_PATH = urlparse(env.str("EMAIL_URL")).path or str(VAR_DIR / "mail")
+# A query value arrives as a string: "false" must not switch TLS on.
+EMAIL_USE_TLS = str(_email.get("EMAIL_USE_TLS", False)).lower() in ("1", "true", "yes", "on")
+EMAIL_USE_SSL = str(_email.get("EMAIL_USE_SSL", False)).lower() in ("1", "true", "yes", "on")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Keel <no-reply@keel.local>")
 
 # --- Auth -------------------------------------------------------------------
