@@ -291,3 +291,55 @@ def test_no_password_token_code_or_email_in_any_log_line(auth_api, member):
     ]
     for secret in secrets:
         assert secret not in text, f"leaked into the logs: {secret[:12]}..."
+
+
+# --- The step after any first factor (used by social and OAuth sign-in too) ---
+
+
+def test_social_sign_in_counts_as_device_verification(member):
+    from apps.accounts.services.login import login_after_first_factor
+
+    tokens = login_after_first_factor(
+        user=member, device=DEVICE_B, ip=None, user_agent=None, mfa_passed=False, via="social_google"
+    )
+
+    session = Session.objects.get(pk=tokens.session_id)
+    assert session.via == "social_google"
+    assert session.device.is_trusted
+
+
+def test_hosted_oauth_sign_in_gets_the_step_up_like_a_password(member):
+    from apps.accounts.services.login import DeviceVerificationRequired, login_after_first_factor
+
+    with pytest.raises(DeviceVerificationRequired) as raised:
+        login_after_first_factor(
+            user=member, device=DEVICE_B, ip=None, user_agent=None, mfa_passed=False, via="oauth"
+        )
+
+    challenge = DeviceChallenge.objects.get(pk=raised.value.extra["challenge_id"])
+    assert challenge.via == "oauth"
+
+
+def test_mfa_applies_to_every_first_factor(member):
+    from apps.accounts.models import TotpDevice
+    from apps.accounts.services.login import MfaRequired, login_after_first_factor
+
+    TotpDevice.objects.create(user=member, secret="JBSWY3DPEHPK3PXP", confirmed_at=timezone.now())
+
+    with pytest.raises(MfaRequired) as raised:
+        login_after_first_factor(
+            user=member, device=DEVICE_A, ip=None, user_agent=None, mfa_passed=False, via="social_apple"
+        )
+
+    assert raised.value.extra["mfa_token"]
+
+
+def test_a_client_address_that_is_not_an_ip_is_not_recorded(auth_api, member, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    response = auth_api.login("member@example.com", HTTP_X_FORWARDED_FOR="not-an-ip")
+
+    assert response.status_code == 200
+    assert Session.objects.get(pk=response.json()["session_id"]).ip == ""
+    event = AuditEvent.objects.filter(kind=AuditEvent.Kind.LOGIN_SUCCEEDED).order_by("-created_at").first()
+    assert event.ip is None

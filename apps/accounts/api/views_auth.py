@@ -7,6 +7,7 @@ sent along with a refresh or a login must not turn it into a 401.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -26,9 +27,12 @@ _THROTTLES = (AnonRateThrottle, UserRateThrottle, IPScopedThrottle)
 
 
 def client_ip(request: Request) -> str | None:
-    """The client's address as the throttles see it (``NUM_PROXIES`` aware)."""
+    """The client's address as the throttles see it (``NUM_PROXIES`` aware), if it is one."""
     ident = BaseThrottle().get_ident(request)
-    return ident or None
+    try:
+        return str(ipaddress.ip_address(ident.strip()))
+    except (ValueError, AttributeError):
+        return None
 
 
 def user_agent(request: Request) -> str | None:
