@@ -10,6 +10,7 @@ from django.conf import settings
 BASE_DIR = Path(settings.BASE_DIR)
 README = (BASE_DIR / "README.md").read_text()
 _ENV_READ = re.compile(r"\b(?:env|Env\(\))\.[a-z_]+\(\s*(f?)\"([A-Z][A-Z0-9_]*)")
+_OS_ENV_READ = re.compile(r"os\.(?:environ\.get\(|environ\[|getenv\()\s*()\"([A-Z][A-Z0-9_]*)\"")
 _TABLE_ROW = re.compile(r"^\| (`[A-Z][^|]*?) \|", re.MULTILINE)  # first cell: `NAME`, `OTHER_NAME`
 _NAME = re.compile(r"`([A-Z][A-Z0-9_]*(?:<[A-Z_]+>)?)`")
 
@@ -24,12 +25,22 @@ def _documented() -> set[str]:
     return {name for cell in _TABLE_ROW.findall(_configuration_section()) for name in _NAME.findall(cell)}
 
 
-def _read_by_settings() -> tuple[set[str], set[str]]:
-    """Exact names, and prefixes of names built at run time (``f"THROTTLE_RATE_{scope}"``)."""
+def _read_by_keel() -> tuple[set[str], set[str]]:
+    """Exact names, and prefixes of names built at run time (``f"THROTTLE_RATE_{scope}"``).
+
+    What the settings read, and what code and the gunicorn configuration read
+    from ``os.environ`` directly.
+    """
     exact: set[str] = set()
     prefixes: set[str] = set()
-    for module in sorted((BASE_DIR / "config" / "settings").glob("*.py")):
-        for is_template, name in _ENV_READ.findall(module.read_text()):
+    modules = [
+        *(BASE_DIR / "config").rglob("*.py"),
+        *(BASE_DIR / "apps").rglob("*.py"),
+        *(BASE_DIR / "deploy").rglob("*.py"),
+    ]
+    for module in sorted(modules):
+        text = module.read_text()
+        for is_template, name in [*_ENV_READ.findall(text), *_OS_ENV_READ.findall(text)]:
             (prefixes if is_template else exact).add(name)
     return exact, prefixes
 
@@ -40,8 +51,8 @@ def test_readme_starts_with_the_two_commands():
     assert README.index("make run") < README.index("## ")
 
 
-def test_every_environment_variable_the_settings_read_is_in_the_configuration_table():
-    exact, prefixes = _read_by_settings()
+def test_every_environment_variable_keel_reads_is_in_the_configuration_table():
+    exact, prefixes = _read_by_keel()
     documented = _documented()
     assert "DATABASE_URL" in exact and "KEEL_VAR_DIR" in exact  # the scan itself works
 
@@ -56,6 +67,7 @@ def test_every_documented_variable_is_read_somewhere():
     sources = [
         *(BASE_DIR / "config").rglob("*.py"),
         *(BASE_DIR / "apps").rglob("*.py"),
+        *(BASE_DIR / "deploy").rglob("*.py"),
         BASE_DIR / "manage.py",
         BASE_DIR / "Makefile",
     ]
