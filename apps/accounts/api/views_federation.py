@@ -100,12 +100,16 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     return check.process_view(request, None, (), {})  # type: ignore[arg-type, return-value]
 
 
+_NEVER_REDIRECT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about"})
+
+
 class _Redirect(HttpResponseRedirect):
     """A redirect to a registered redirect URI, which may use the app's own scheme."""
 
     def __init__(self, location: str) -> None:
         scheme = location.split(":", 1)[0].lower()
-        self.allowed_schemes = ["https", "http", scheme]
+        # Registration already refuses these; a row written around the admin must not run script.
+        self.allowed_schemes = ["https", "http"] + ([scheme] if scheme not in _NEVER_REDIRECT_SCHEMES else [])
         super().__init__(location)
 
 
