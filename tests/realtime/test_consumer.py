@@ -310,3 +310,13 @@ def test_socket_that_disconnected_leaves_its_session_group(user):
         assert not layer.groups.get(f"session.{sid}")
 
     run(scenario)
+
+
+@pytest.mark.parametrize("path", ["/ws/v2/", "/ws/", "/elsewhere"])
+def test_websocket_on_an_unknown_path_is_refused_at_the_handshake(db, path):
+    async def scenario() -> None:
+        communicator = WebsocketCommunicator(application, path)
+        connected, _code = await communicator.connect()
+        assert connected is False
+
+    run(scenario)
