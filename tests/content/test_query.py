@@ -357,3 +357,31 @@ def test_sparse_fields_and_count(seeded, auth_client):
     for params in ({"fields": "owner,secret"}, {"include_count": "maybe"}, {"include": "title"}):
         response = auth_client.get(BASE, params)
         assert response.status_code == 400 and response.json()["code"] == "invalid_query"
+
+
+def test_live_query_helpers_match_a_batch_of_documents(tasks, user, other_user, make_doc):
+    from apps.content.selectors.acl import principals_for_user
+    from apps.content.selectors.documents import document_ids_matching
+    from apps.content.selectors.query import document_where_parse
+    from apps.core.exceptions import InvalidQuery
+
+    hot = make_doc(tasks, user, {"title": "hot", "priority": 9}, acl={"users": {str(other_user.pk): "read"}})
+    cold = make_doc(
+        tasks, user, {"title": "cold", "priority": 1}, acl={"users": {str(other_user.pk): "read"}}
+    )
+    private = make_doc(tasks, user, {"title": "private", "priority": 9})
+    where = document_where_parse(collection=tasks, raw={"data.priority": {"$gt": 5}})
+    assert document_where_parse(collection=tasks, raw='{"data.priority": {"$gt": 5}}') == where
+    ids = [hot.pk, cold.pk, private.pk, "not-an-id"]
+
+    seen = document_ids_matching(
+        collection=tasks, where=where, principals=principals_for_user(user=other_user), document_ids=ids
+    )
+    assert seen == {str(hot.pk)}
+    owner_sees = document_ids_matching(
+        collection=tasks, where=where, principals=principals_for_user(user=user), document_ids=ids
+    )
+    assert owner_sees == {str(hot.pk), str(private.pk)}
+    for bad in ([1], {"$where": "x"}, {"data.priority": {"$in": list(range(500))}}):
+        with pytest.raises(InvalidQuery):
+            document_where_parse(collection=tasks, raw=bad)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.content.models import Document
 from apps.content.selectors.acl import has_bypass
@@ -71,6 +71,18 @@ def documents_get_many(*, collection: CollectionDef, document_ids: Iterable[Any]
         return {}
     rows = Document.objects.filter(collection_id=collection.id, pk__in=ids)
     return {str(row.pk): row for row in rows}
+
+
+def document_ids_matching(
+    *, collection: CollectionDef, where: Q, principals: list[str], document_ids: Iterable[Any]
+) -> set[str]:
+    """Which of the documents are live, readable by the principals and match ``where``
+    (one query for the batch; for live queries that filter change events)."""
+    ids = [pk for pk in (_as_uuid(v) for v in document_ids) if pk is not None]
+    if not ids:
+        return set()
+    queryset = documents_readable(collection=collection, principals=principals).filter(where, pk__in=ids)
+    return {str(pk) for pk in queryset.values_list("pk", flat=True)}
 
 
 @dataclass

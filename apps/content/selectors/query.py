@@ -720,6 +720,18 @@ def _parse_include(raw: str | None, collection: CollectionDef) -> list[FieldInfo
     return out
 
 
+def document_where_parse(*, collection: CollectionDef, raw: Any) -> Q:
+    """A ``where`` alone (a JSON string, or an already decoded object, e.g. from a
+    WebSocket subscribe frame), as an ORM filter; ``InvalidQuery`` when invalid."""
+    if raw is None or isinstance(raw, str):
+        return _parse_where(raw, collection)
+    if len(orjson.dumps(raw)) > MAX_WHERE_BYTES:
+        raise _fail(f"where is longer than {MAX_WHERE_BYTES} characters.")
+    if not isinstance(raw, dict):
+        raise _fail("where must be a JSON object.")
+    return _WhereCompiler(collection).compile(raw)
+
+
 def document_include_parse(*, collection: CollectionDef, raw: str | None) -> list[FieldInfo]:
     """The ``include`` parameter alone (single-document GET)."""
     return _parse_include(raw, collection)
