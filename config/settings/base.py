@@ -553,6 +553,25 @@ KEEL_ACCOUNT_ERASERS = globals().get("KEEL_ACCOUNT_ERASERS", []) + [
     "apps.content.services.files.files_erase_for_user",
 ]
 
+# Offline sync (apps/content/services/sync.py, docs/sync.md). Every document
+# write keeps its data per version (the base of three-way merges of offline
+# edits), and every pushed mutation its result (replays): for this many days;
+# a periodic job drops older ones (the change log stays).
+SYNC_HISTORY_RETENTION_DAYS = env.int("SYNC_HISTORY_RETENTION_DAYS", default=30)
+# Conflicts decided by a collection's policy (listed in the admin) are kept this long.
+SYNC_CONFLICT_RETENTION_DAYS = env.int("SYNC_CONFLICT_RETENTION_DAYS", default=90)
+# POST sync/push: at most this many mutations (400 above) and bytes of body (413 above).
+SYNC_PUSH_MAX_MUTATIONS = env.int("SYNC_PUSH_MAX_MUTATIONS", default=500)
+SYNC_PUSH_MAX_BYTES = env.int("SYNC_PUSH_MAX_BYTES", default=4 * 1024 * 1024)
+CELERY_BEAT_SCHEDULE["content-sync-prune-history"] = {
+    "task": "apps.content.tasks_sync.sync_history_prune",
+    "schedule": timedelta(hours=env.int("SYNC_PRUNE_INTERVAL_HOURS", default=6)),
+}
+CELERY_IMPORTS = [*CELERY_IMPORTS, "apps.content.tasks_sync"]
+KEEL_ACCOUNT_ERASERS = KEEL_ACCOUNT_ERASERS + [
+    "apps.content.services.sync_history.sync_history_erase_for_user",
+]
+
 # --- Realtime ---------------------------------------------------------------
 
 # A WebSocket that has not sent a valid auth frame by then is closed (4401).

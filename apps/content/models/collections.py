@@ -50,6 +50,10 @@ class Collection(models.Model):
         default=False,
         help_text="Users with write access may change a document's ACL (otherwise only its owner).",
     )
+    resurrect_on_edit = models.BooleanField(
+        default=False,
+        help_text="An offline edit of a deleted document restores it (otherwise it is rejected as deleted).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

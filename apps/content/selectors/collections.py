@@ -270,6 +270,7 @@ class CollectionDef:
     conflict_policy: str
     acl_writable_by_writers: bool
     updated_at: datetime
+    resurrect_on_edit: bool = False
 
     @property
     def compiled(self) -> CompiledSchema:
@@ -293,6 +294,7 @@ def collection_snapshot(collection: Collection) -> CollectionDef:
         conflict_policy=collection.conflict_policy,
         acl_writable_by_writers=collection.acl_writable_by_writers,
         updated_at=collection.updated_at,
+        resurrect_on_edit=collection.resurrect_on_edit,
     )
 
 
@@ -306,6 +308,7 @@ def collection_definition(collection: Collection | CollectionDef) -> dict[str, A
         "public_read": collection.public_read,
         "conflict_policy": collection.conflict_policy,
         "acl_writable_by_writers": collection.acl_writable_by_writers,
+        "resurrect_on_edit": collection.resurrect_on_edit,
     }
 
 

@@ -38,6 +38,7 @@ DEFINITION_KEYS = (
     "public_read",
     "conflict_policy",
     "acl_writable_by_writers",
+    "resurrect_on_edit",
 )
 MAX_INDEXES = 16
 _ROLE_RULE = re.compile(r"^role:[^\x00-\x1f]{1,150}$")
@@ -116,6 +117,9 @@ def collection_definition_validate(definition: Any) -> dict[str, Any]:
     acl_writable = definition.get("acl_writable_by_writers", False)
     if not isinstance(acl_writable, bool):
         errors["acl_writable_by_writers"] = ["true or false."]
+    resurrect_on_edit = definition.get("resurrect_on_edit", False)
+    if not isinstance(resurrect_on_edit, bool):
+        errors["resurrect_on_edit"] = ["true or false."]
     if errors:
         raise ValidationFailed("The collection definition is not valid.", errors=errors)
     return {
@@ -127,6 +131,7 @@ def collection_definition_validate(definition: Any) -> dict[str, Any]:
         "public_read": public_read,
         "conflict_policy": conflict_policy,
         "acl_writable_by_writers": acl_writable,
+        "resurrect_on_edit": resurrect_on_edit,
     }
 
 

@@ -29,6 +29,7 @@ from apps.content.models import Change, Collection, Document
 from apps.content.selectors.acl import (
     acl_normalize,
     acl_principals,
+    document_readable_by,
     document_writable_by,
     has_bypass,
     principals_for_user,
@@ -43,6 +44,7 @@ from apps.content.selectors.collections import (
 )
 from apps.content.selectors.documents import documents_readable, file_ids_in
 from apps.content.services.collections import collection_generation_bump
+from apps.content.services.sync_history import SyncStamp, document_history_record
 from apps.core.exceptions import (
     Conflict,
     NotAuthenticated,
@@ -226,6 +228,7 @@ def document_create(
     document_id: uuid.UUID | str | None = None,
     principals: list[str] | None = None,
     owner: Any = None,
+    stamp: SyncStamp | None = None,
 ) -> Document:
     """Create a document owned by ``actor`` (``401`` anonymous, ``403`` without create permission).
 
@@ -265,6 +268,7 @@ def document_create(
             document.save(force_insert=True)
     except IntegrityError:
         raise Conflict("A document with this id exists already.") from None
+    document_history_record(collection=collection, document=document, previous_data=None, stamp=stamp)
     _change_append(collection_name=collection.name, document=document, op=Change.Op.UPSERT, actor=actor)
     collection_generation_bump(name=collection.name)
     return document
@@ -315,6 +319,7 @@ def document_update(
     acl: Any = None,
     principals: list[str] | None = None,
     precondition: Precondition | None = None,
+    stamp: SyncStamp | None = None,
 ) -> Document:
     """Replace ``data`` (PUT) or apply a JSON merge ``patch`` to it (PATCH); ``acl`` replaces the ACL.
 
@@ -358,6 +363,9 @@ def document_update(
     document.version += 1
     document.updated_at = timezone.now()
     document.save(update_fields=changed_fields)
+    document_history_record(
+        collection=collection, document=document, previous_data=previous_data, stamp=stamp
+    )
     _change_append(collection_name=collection.name, document=document, op=Change.Op.UPSERT, actor=actor)
     collection_generation_bump(name=collection.name)
     return document
@@ -385,7 +393,54 @@ def document_delete(
     document.updated_at = now
     document.version += 1
     document.save(update_fields=["data", "deleted_at", "updated_at", "version"])
+    document_history_record(collection=collection, document=document, previous_data=None)
     _change_append(collection_name=collection.name, document=document, op=Change.Op.DELETE, actor=actor)
+    collection_generation_bump(name=collection.name)
+    return document
+
+
+@transaction.atomic
+def document_restore(
+    *,
+    collection: CollectionDef,
+    document_id: Any,
+    actor: Any,
+    data: Any,
+    principals: list[str] | None = None,
+    stamp: SyncStamp | None = None,
+) -> Document:
+    """Bring a deleted document back with new ``data`` (an offline edit of it, when the
+    collection has ``resurrect_on_edit``).
+
+    ``404`` unless the caller may read its tombstone, ``403`` unless they may
+    write it, ``409 conflict`` when it is not deleted. Its ACL and owner stay.
+    """
+    if actor is None or not actor.is_authenticated:
+        raise NotAuthenticated()
+    principals = _principals(actor, principals)
+    try:
+        pk = uuid.UUID(str(document_id))
+    except ValueError:
+        raise NotFound() from None
+    change_log_lock()
+    document = Document.objects.select_for_update().filter(collection_id=collection.id, pk=pk).first()
+    if document is None or not document_readable_by(
+        principals=principals, read_principals=document.read_principals
+    ):
+        raise NotFound()
+    if document.deleted_at is None:
+        raise Conflict("The document is not deleted.")
+    if not document_writable_by(principals=principals, write_principals=document.write_principals):
+        raise PermissionDeniedError("You may read this document but not change it.")
+    clean_data = document_data_clean(collection=collection, data=data)
+    _attach_files(collection=collection, data=clean_data, previous=None, actor=actor)
+    document.data = clean_data
+    document.deleted_at = None
+    document.updated_at = timezone.now()
+    document.version += 1
+    document.save(update_fields=["data", "deleted_at", "updated_at", "version"])
+    document_history_record(collection=collection, document=document, previous_data={}, stamp=stamp)
+    _change_append(collection_name=collection.name, document=document, op=Change.Op.UPSERT, actor=actor)
     collection_generation_bump(name=collection.name)
     return document
 
