@@ -386,3 +386,16 @@ def test_expired_challenge_sends_the_user_back_to_the_password(flow, person):
     assert response.status_code == 410
     assert 'autocomplete="current-password"' in text(response)
     assert Session.objects.filter(user=person).count() == 1
+
+
+@pytest.mark.django_db
+def test_per_ip_throttle_answers_a_page_not_a_problem_document(flow, monkeypatch):
+    set_throttle_rate(monkeypatch, "auth_login", "1/min")
+    flow.open()
+    assert flow.sign_in("first@example.com", "wrong password").status_code == 401
+
+    response = flow.sign_in("second@example.com", "wrong password")
+
+    assert response.status_code == 429
+    assert response["Content-Type"].startswith("text/html")
+    assert int(response["Retry-After"]) >= 1

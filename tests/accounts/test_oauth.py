@@ -463,3 +463,16 @@ def test_concurrent_exchanges_of_one_code_issue_tokens_once(app_client, person):
     assert OAuthAuthorization.objects.get().exchanged_at is not None
     # The other presentations count as reuse of the code: its session is revoked.
     assert Session.objects.get(user=person).revoke_reason == "oauth_code_reused"
+
+
+@pytest.mark.django_db
+def test_throttled_token_requests_answer_in_oauth_form(flow, monkeypatch):
+    from tests.accounts.auth_helpers import set_throttle_rate
+
+    set_throttle_rate(monkeypatch, "anon", "1/min")
+    flow.token("first")
+
+    response = flow.token("second")
+
+    assert_oauth_error(response, "invalid_request", status=429)
+    assert int(response["Retry-After"]) >= 1

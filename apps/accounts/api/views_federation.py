@@ -202,8 +202,9 @@ class HostedAuthorizeView(KeelAPIView):
             response = _error_page(
                 self.request._request, "Too many attempts. Wait a moment and try again.", status=429
             )
-            if exc.wait:
-                response["Retry-After"] = str(max(1, int(exc.wait)))
+            wait = getattr(exc, "wait", None)
+            if wait:
+                response["Retry-After"] = str(max(1, int(wait)))
             return response
         if isinstance(exc, APIException):
             return _error_page(
@@ -434,8 +435,9 @@ class OAuthTokenView(KeelAPIView):
     def handle_exception(self, exc: Exception) -> HttpResponse:  # type: ignore[override]
         if isinstance(exc, Throttled):
             response = self._oauth_error(429, "invalid_request", "Too many requests; slow down.")
-            if exc.wait:
-                response["Retry-After"] = str(max(1, int(exc.wait)))
+            wait = getattr(exc, "wait", None)
+            if wait:
+                response["Retry-After"] = str(max(1, int(wait)))
             return response
         if isinstance(exc, APIException):
             return self._oauth_error(400, "invalid_request", "The request body is not valid.")
