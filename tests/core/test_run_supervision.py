@@ -75,6 +75,21 @@ def test_sigint_stops_every_process_and_exits_zero(tmp_path, cleanup):
     _assert_all_gone(stack)
 
 
+def test_second_sigint_stops_at_once_without_waiting_for_the_worker(tmp_path, cleanup):
+    stack = start_stack(tmp_path, args=("--no-setup",))
+    cleanup.append(stack)
+    _child(stack, "celery")
+
+    stack.process.send_signal(signal.SIGINT)
+    poll_until(lambda: "Stopping Keel" in stack.output(), timeout=10, what="the stop announcement")
+    stack.process.send_signal(signal.SIGINT)
+
+    # A warm worker shutdown takes several seconds; killing does not.
+    stack.process.wait(timeout=5)
+    assert stack.process.returncode == 0
+    _assert_all_gone(stack)
+
+
 def test_a_crashed_worker_stops_the_server_and_exits_non_zero(tmp_path, cleanup):
     stack = start_stack(tmp_path, args=("--no-setup",))
     cleanup.append(stack)

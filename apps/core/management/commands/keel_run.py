@@ -114,6 +114,7 @@ class Command(BaseCommand):
             raise CommandError(f"Port {port} on {host} is already in use; set PORT to another one.")
 
         self._stop_signal = 0
+        self._stop_requests = 0
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._request_stop)
 
@@ -135,7 +136,7 @@ class Command(BaseCommand):
                 self._announce(host, port, worker=not options["no_worker"])
                 exit_code = self._supervise(children)
         finally:
-            _stop_all(children)
+            _stop_all(children, hurry=lambda: self._stop_requests > 1)
         if exit_code:
             raise SystemExit(exit_code)
 
@@ -143,6 +144,7 @@ class Command(BaseCommand):
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum
+        self._stop_requests += 1
 
     @staticmethod
     def _child_env() -> dict[str, str]:
@@ -260,7 +262,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"Keel {dead.name} exited (code {dead.process.returncode}); stopping.")
                 return dead.process.returncode or 1
             time.sleep(POLL_SECONDS)
-        self.stdout.write("Stopping Keel.")
+        self.stdout.write("Stopping Keel: running jobs finish first; press Ctrl-C again to stop at once.")
         self.stdout.flush()
         return 0
 
@@ -291,21 +293,27 @@ def _group_alive(child: Child) -> bool:
     return True
 
 
-def _stop_all(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> None:
+def _stop_all(
+    children: list[Child], grace: float = STOP_GRACE_SECONDS, hurry: Callable[[], bool] = lambda: False
+) -> None:
     """Stop every child and everything it started, within ``grace`` seconds.
 
     SIGTERM goes to each child itself first: uvicorn and the Celery worker
     shut down their own helpers cleanly (signalling a worker's pool processes
     directly only makes it replace them). What is still alive in a child's
-    process group afterwards is terminated, then killed.
+    process group afterwards is terminated, then killed. When ``hurry()``
+    turns true (a second Ctrl-C), everything is killed at once.
     """
     for child in children:
         if child.running:
             child.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for child in children:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    while any(child.running for child in children) and time.monotonic() < deadline:
+        if hurry():
+            for child in children:
+                _signal_group(child, signal.SIGKILL)
+            break
+        time.sleep(POLL_SECONDS / 2)
     for child in children:
         if child.running or _group_alive(child):
             _signal_group(child, signal.SIGTERM)
