@@ -313,6 +313,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "PREPROCESSING_HOOKS": ["apps.core.api.schema.drop_trailing_slash_twins"],
+    "ENUM_NAME_OVERRIDES": {
+        "FileStatusEnum": "apps.content.models.files.File.Status",
+    },
 }
 
 # --- CORS and security headers ---------------------------------------------

@@ -93,13 +93,9 @@ def test_unsafe_production_settings_refuse_to_start_with_one_line(tmp_path, chan
 # Warnings of `check --deploy` that production settings cannot fix, each owned
 # elsewhere and to be fixed there; remove an entry once it is (nothing new may
 # join them):
-# - drf_spectacular.W001: api_path() registers every route with and without
-#   the trailing slash, and the schema lists both (operationId collisions);
-#   the schema needs a preprocessing hook that drops the slash twins.
 # - oauth2_provider.W005-W008: RFC 9700 defaults of the OAuth provider
 #   (OAUTH2_PROVIDER in the Accounts section of base.py).
 KNOWN_ELSEWHERE = {
-    "drf_spectacular.W001",
     "oauth2_provider.W005",
     "oauth2_provider.W006",
     "oauth2_provider.W007",
