@@ -102,8 +102,12 @@ def test_roles_are_django_groups(tasks, user, other_user, client_for, make_doc):
 
     assert client_for(editor).patch(url, {"data": {"done": True}}, format="json").status_code == 200
     assert client_for(viewer).get(url).status_code == 200
+    assert _ids(client_for(viewer).get(BASE)) == {str(doc.pk)}
+    assert _ids(client_for(other_user).get(BASE)) == set()
     assert client_for(viewer).patch(url, {"data": {"done": False}}, format="json").status_code == 403
     assert client_for(other_user).get(url).status_code == 404
+    viewer.groups.remove(viewers)
+    assert client_for(viewer).get(url).status_code == 404  # roles are read at each request
 
 
 def test_role_create_permission(user, client_for):

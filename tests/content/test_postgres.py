@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from apps.content.models import Change, CollectionIndex, Document
-from apps.content.selectors.acl import principals_for_user
+from apps.content.selectors.acl import principals_for_reading, principals_for_user
 from apps.content.selectors.collections import collection_get
 from apps.content.selectors.documents import documents_readable
 from apps.content.selectors.query import document_query_parse
@@ -118,6 +118,10 @@ def test_queries_use_the_expression_and_gin_indexes():
         cursor.execute("ANALYZE content_document")
     readable = documents_readable(collection=tasks, principals=principals)
     assert "content_doc_read_principals" in _plan(readable)
+    # Also when the caller's roles are a sub-select of the same query.
+    reading = documents_readable(collection=tasks, principals=principals_for_reading(user=owner))
+    assert "content_doc_read_principals" in _plan(reading)
+    assert reading.count() == 30
 
 
 @pytest.mark.django_db(transaction=True)

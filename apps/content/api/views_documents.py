@@ -25,7 +25,7 @@ from apps.content.api.serializers_documents import (
     DocumentSerializer,
 )
 from apps.content.models import Document
-from apps.content.selectors.acl import principals_for_user
+from apps.content.selectors.acl import principals_for_reading, principals_for_user
 from apps.content.selectors.collections import (
     CollectionDef,
     collection_definition,
@@ -178,7 +178,7 @@ class DocumentListView(KeelAPIView):
         query = document_query_parse(collection=collection, params=request.query_params)
         limit = _limit(request)
         cursor = cursor_decode(query=query, raw=request.query_params.get("cursor"))
-        principals = principals_for_user(user=request.user)
+        principals = principals_for_reading(user=request.user)
         page = document_list_page(
             collection=collection, principals=principals, query=query, cursor=cursor, limit=limit
         )
@@ -255,7 +255,7 @@ class DocumentDetailView(KeelAPIView):
     def get(self, request: Request, name: str, document_id: str) -> Response:
         collection = _collection_or_404(name)
         include = document_include_parse(collection=collection, raw=request.query_params.get("include"))
-        principals = principals_for_user(user=request.user)
+        principals = principals_for_reading(user=request.user)
         document = document_get_readable(
             collection=collection, document_id=document_id, principals=principals
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, overload
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
@@ -76,6 +77,51 @@ class PrincipalsField(models.Field):  # type: ignore[type-arg]
         return json.dumps(self.value_from_object(obj))
 
 
+class PrincipalsWithRoles(Sequence[str]):
+    """Principals plus the roles (groups) of ``roles_of``, looked up by the same SQL query.
+
+    Read paths use it to save a round trip: the ``role:<group>`` principals
+    come from a sub-select on the user's groups instead of a query of their own.
+    (Deliberately not a list: the ORM would rebuild a list and lose ``roles_of``.)
+    """
+
+    def __init__(self, principals: Iterable[str], *, roles_of: Any) -> None:
+        self._items = tuple(principals)
+        self.roles_of = roles_of
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"PrincipalsWithRoles({list(self._items)!r}, roles_of={self.roles_of!r})"
+
+
+def _roles_subquery(connection: Any, user_pk: Any) -> tuple[str, list[Any]]:
+    """``SELECT 'role:' || name`` of the user's groups (fixed SQL, the user id a parameter)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user_model = get_user_model()
+    groups = user_model._meta.get_field("groups")
+    through = groups.remote_field.through._meta.db_table  # type: ignore[union-attr]
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT %s || g.{quote('name')} FROM {quote(Group._meta.db_table)} g "  # noqa: S608
+        f"INNER JOIN {quote(through)} ug ON g.{quote('id')} = ug.{quote(groups.m2m_reverse_name())} "  # type: ignore[attr-defined]
+        f"WHERE ug.{quote(groups.m2m_column_name())} = %s"  # type: ignore[attr-defined]
+    )
+    return sql, ["role:", user_model._meta.pk.get_db_prep_value(user_pk, connection)]  # type: ignore[union-attr]
+
+
 @PrincipalsField.register_lookup
 class PrincipalsOverlap(Lookup):  # type: ignore[type-arg]
     """``field__overlap=[...]``: the stored list shares at least one principal."""
@@ -84,6 +130,8 @@ class PrincipalsOverlap(Lookup):  # type: ignore[type-arg]
     prepare_rhs = False
 
     def get_prep_lookup(self) -> Any:
+        if isinstance(self.rhs, PrincipalsWithRoles):
+            return self.rhs
         if not isinstance(self.rhs, (list, tuple, set, frozenset)):
             raise TypeError("overlap needs a list of principals")
         return [str(item) for item in self.rhs]
@@ -91,14 +139,30 @@ class PrincipalsOverlap(Lookup):  # type: ignore[type-arg]
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)
         values: list[str] = list(self.rhs)
-        if not values:
-            return "1 = 0", []
+        roles_of = getattr(self.rhs, "roles_of", None)
+        roles_sql, roles_params = _roles_subquery(connection, roles_of) if roles_of is not None else ("", [])
         if connection.vendor == "postgresql":
+            if roles_sql:
+                return (
+                    f"{lhs_sql} && (%s::text[] || ARRAY({roles_sql}))",
+                    [*lhs_params, values, *roles_params],
+                )
+            if not values:
+                return "1 = 0", []
             return f"{lhs_sql} && %s::text[]", [*lhs_params, values]
-        placeholders = ", ".join(["%s"] * len(values))
+        conditions: list[str] = []
+        params: list[Any] = []
+        if values:
+            conditions.append(f"json_each.value IN ({', '.join(['%s'] * len(values))})")
+            params.extend(values)
+        if roles_sql:
+            conditions.append(f"json_each.value IN ({roles_sql})")
+            params.extend(roles_params)
+        if not conditions:
+            return "1 = 0", []
         return (
-            f"EXISTS (SELECT 1 FROM json_each({lhs_sql}) WHERE json_each.value IN ({placeholders}))",  # noqa: S608
-            [*lhs_params, *values],
+            f"EXISTS (SELECT 1 FROM json_each({lhs_sql}) WHERE {' OR '.join(conditions)})",  # noqa: S608
+            [*lhs_params, *params],
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from apps.core.exceptions import ValidationFailed
@@ -67,6 +67,25 @@ def principals_for_user(*, user: Any) -> list[str]:
     if user_has_bypass(user=user):
         principals.append(BYPASS)
     return principals
+
+
+def principals_for_reading(*, user: Any) -> Sequence[str]:
+    """The principals for read queries, with the roles resolved inside those queries.
+
+    Same access as :func:`principals_for_user` for anything that filters
+    documents through ``documents_readable`` (the SQL looks the caller's
+    groups up itself), without a query of its own for non-staff users. Not
+    for Python checks of roles (create permissions, writes): use
+    :func:`principals_for_user` there.
+    """
+    from apps.content.models.documents import PrincipalsWithRoles
+
+    if user is None or not user.is_authenticated:
+        return [PUBLIC]
+    principals = [PUBLIC, AUTHENTICATED, user_principal(user.pk)]
+    if user_has_bypass(user=user):
+        return [*principals, BYPASS]
+    return PrincipalsWithRoles(principals, roles_of=user.pk)
 
 
 def has_bypass(principals: Iterable[str]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from apps.content.selectors.query import (
 )
 
 
-def documents_readable(*, collection: CollectionDef, principals: list[str]) -> QuerySet[Document]:
+def documents_readable(*, collection: CollectionDef, principals: Sequence[str]) -> QuerySet[Document]:
     """Live documents of the collection that the principals may read (filtered in SQL)."""
     queryset = Document.objects.filter(collection_id=collection.id, deleted_at__isnull=True)
     if not has_bypass(principals):
@@ -54,7 +54,7 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
 
 
 def document_get_readable(
-    *, collection: CollectionDef, document_id: Any, principals: list[str]
+    *, collection: CollectionDef, document_id: Any, principals: Sequence[str]
 ) -> Document | None:
     """The live document if the principals may read it; None otherwise (the caller answers 404)."""
     pk = _as_uuid(document_id)
@@ -74,7 +74,7 @@ def documents_get_many(*, collection: CollectionDef, document_ids: Iterable[Any]
 
 
 def document_ids_matching(
-    *, collection: CollectionDef, where: Q, principals: list[str], document_ids: Iterable[Any]
+    *, collection: CollectionDef, where: Q, principals: Sequence[str], document_ids: Iterable[Any]
 ) -> set[str]:
     """Which of the documents are live, readable by the principals and match ``where``
     (one query for the batch; for live queries that filter change events)."""
@@ -106,7 +106,7 @@ def _row_cursor(query: DocumentQuery, row: Document, *, backwards: bool = False)
 def document_list_page(
     *,
     collection: CollectionDef,
-    principals: list[str],
+    principals: Sequence[str],
     query: DocumentQuery,
     cursor: Cursor | None,
     limit: int,
@@ -236,7 +236,7 @@ def documents_render(
     *,
     collection: CollectionDef,
     documents: list[Document],
-    principals: list[str],
+    principals: Sequence[str],
     user: Any,
     include: list[FieldInfo] | None = None,
     fields: list[tuple[str, ...]] | None = None,
@@ -326,7 +326,7 @@ def document_render(
     *,
     collection: CollectionDef,
     document: Document,
-    principals: list[str],
+    principals: Sequence[str],
     user: Any,
     include: list[FieldInfo] | None = None,
 ) -> dict[str, Any]:
