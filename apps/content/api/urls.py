@@ -1,6 +1,6 @@
 from django.urls import URLPattern
 
-from apps.content.api import views_documents, views_files
+from apps.content.api import views_documents, views_files, views_sync
 from apps.core.api.paths import api_path
 
 urlpatterns: list[URLPattern] = []
@@ -31,4 +31,9 @@ urlpatterns += [
         views_documents.DocumentDetailView.as_view(),
         name="content-document",
     ),
+]
+
+urlpatterns += [
+    *api_path("sync/changes", views_sync.SyncChangesView.as_view(), name="content-sync-changes"),
+    *api_path("sync/push", views_sync.SyncPushView.as_view(), name="content-sync-push"),
 ]
