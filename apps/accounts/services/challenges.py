@@ -125,7 +125,10 @@ def _is_open(challenge: DeviceChallenge) -> bool:
 
 
 def _complete(*, challenge: DeviceChallenge, ip: str | None, user_agent: str | None) -> IssuedTokens:
-    """Mark ``challenge`` (locked) completed and open the waiting device's session, trusted."""
+    """Mark ``challenge`` (locked) completed and open the waiting device's session, trusted.
+
+    Single use: a second verify or poll of a completed challenge is ``410``.
+    """
     challenge.status = DeviceChallenge.Status.COMPLETED
     challenge.completed_at = timezone.now()
     challenge.save(update_fields=["status", "completed_at"])
@@ -145,46 +148,45 @@ def device_challenge_verify(
     """Exchange the emailed code for the waiting sign-in's tokens; the device is trusted from then on."""
     parsed = _parse_id(challenge_id)
     throttle_hit(scope="auth_challenge", ident=f"challenge:{parsed}")
-    wrong = False
-    exhausted = False
+    candidate = (code or "").strip()
+    outcome = "expired"
     with transaction.atomic():
         challenge = (
-            DeviceChallenge.objects.select_for_update()
+            DeviceChallenge.objects.select_for_update(of=("self",))
             .select_related("user", "device")
             .filter(pk=parsed)
             .first()
         )
         if challenge is None:
             raise NotFound("No such challenge.")
-        if not _is_open(challenge) or not challenge.user.is_active:
-            raise ChallengeExpired()
-        candidate = (code or "").strip()
-        if hmac.compare_digest(challenge.code_hash, _code_hash(challenge_id=parsed, code=candidate)):
-            tokens = _complete(challenge=challenge, ip=ip, user_agent=user_agent)
+        if _is_open(challenge) and challenge.user.is_active:
+            if hmac.compare_digest(challenge.code_hash, _code_hash(challenge_id=parsed, code=candidate)):
+                tokens = _complete(challenge=challenge, ip=ip, user_agent=user_agent)
+                audit_record(
+                    kind=AuditEvent.Kind.STEP_UP_VERIFIED,
+                    actor=challenge.user,
+                    target=challenge.user,
+                    ip=ip,
+                    data={"challenge_id": str(parsed), "device_id": challenge.device.device_id},
+                )
+                return tokens
+            challenge.attempts += 1
+            outcome = "wrong"
+            if challenge.attempts >= settings.ACCOUNT_CHALLENGE_MAX_ATTEMPTS:
+                challenge.status = DeviceChallenge.Status.FAILED
+                outcome = "exhausted"
+            challenge.save(update_fields=["attempts", "status"])
             audit_record(
-                kind=AuditEvent.Kind.STEP_UP_VERIFIED,
-                actor=challenge.user,
+                kind=AuditEvent.Kind.STEP_UP_FAILED,
+                actor=None,
                 target=challenge.user,
                 ip=ip,
-                data={"challenge_id": str(parsed), "device_id": challenge.device.device_id},
+                data={"challenge_id": str(parsed), "attempts": challenge.attempts},
             )
-            return tokens
-        wrong = True
-        challenge.attempts += 1
-        if challenge.attempts >= settings.ACCOUNT_CHALLENGE_MAX_ATTEMPTS:
-            challenge.status = DeviceChallenge.Status.FAILED
-            exhausted = True
-        challenge.save(update_fields=["attempts", "status"])
-        audit_record(
-            kind=AuditEvent.Kind.STEP_UP_FAILED,
-            actor=None,
-            target=challenge.user,
-            ip=ip,
-            data={"challenge_id": str(parsed), "attempts": challenge.attempts},
-        )
-    if exhausted:
+    # Raised after the transaction, which keeps the counted attempt.
+    if outcome == "exhausted":
         raise ChallengeExpired("Too many wrong codes; sign in again to get a new one.")
-    if wrong:
+    if outcome == "wrong":
         raise InvalidCode()
     raise ChallengeExpired()
 
@@ -205,7 +207,7 @@ def device_challenge_approve(*, challenge_id: str, user: User, session_id: str |
     )
     with transaction.atomic():
         challenge = (
-            DeviceChallenge.objects.select_for_update()
+            DeviceChallenge.objects.select_for_update(of=("self",))
             .select_related("device")
             .filter(pk=parsed, user=user)
             .first()
@@ -242,20 +244,20 @@ def device_challenge_poll(
 ) -> IssuedTokens | None:
     """The waiting device asks whether it was approved.
 
-    Tokens once (the challenge is then done), or ``None`` while pending.
+    Tokens once approved (the challenge is then done), or ``None`` while pending.
     """
     parsed = _parse_id(challenge_id)
     with transaction.atomic():
         challenge = (
-            DeviceChallenge.objects.select_for_update()
+            DeviceChallenge.objects.select_for_update(of=("self",))
             .select_related("user", "device")
             .filter(pk=parsed)
             .first()
         )
         if challenge is None:
             raise NotFound("No such challenge.")
-        if not _is_open(challenge) or not challenge.user.is_active:
-            raise ChallengeExpired()
-        if challenge.status == DeviceChallenge.Status.PENDING:
-            return None
-        return _complete(challenge=challenge, ip=ip, user_agent=user_agent)
+        if _is_open(challenge) and challenge.user.is_active:
+            if challenge.status == DeviceChallenge.Status.PENDING:
+                return None
+            return _complete(challenge=challenge, ip=ip, user_agent=user_agent)
+    raise ChallengeExpired()

@@ -174,14 +174,13 @@ def _new_refresh_token(*, session: Session, now: datetime) -> tuple[RefreshToken
     return row, raw
 
 
-def _grace_fernet(raw_refresh: str) -> Fernet:
-    key = hmac.new(
-        settings.SECRET_KEY.encode(), f"keel:refresh-grace:{raw_refresh}".encode(), hashlib.sha256
-    ).digest()
+def _sealing_fernet(material: str) -> Fernet:
+    key = hmac.new(settings.SECRET_KEY.encode(), f"keel:{material}".encode(), hashlib.sha256).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def _seal_pair(*, old_raw: str, issued: IssuedTokens) -> str:
+def tokens_seal(*, material: str, issued: IssuedTokens) -> str:
+    """``issued`` encrypted under a key derived from ``material``, to answer a retry the same way."""
     payload = orjson.dumps(
         {
             "access": issued.access,
@@ -190,12 +189,13 @@ def _seal_pair(*, old_raw: str, issued: IssuedTokens) -> str:
             "access_expires_at": issued.access_expires_at.isoformat(),
         }
     )
-    return _grace_fernet(old_raw).encrypt(payload).decode()
+    return _sealing_fernet(material).encrypt(payload).decode()
 
 
-def _open_pair(*, old_raw: str, sealed: str, user: User) -> IssuedTokens | None:
+def tokens_unseal(*, material: str, sealed: str, user: User) -> IssuedTokens | None:
+    """The pair :func:`tokens_seal` stored, or ``None`` when ``material`` does not open it."""
     try:
-        payload = orjson.loads(_grace_fernet(old_raw).decrypt(sealed.encode()))
+        payload = orjson.loads(_sealing_fernet(material).decrypt(sealed.encode()))
     except (FernetInvalidToken, orjson.JSONDecodeError):
         return None
     return IssuedTokens(
@@ -289,7 +289,7 @@ def tokens_refresh(*, refresh: str, ip: str | None) -> IssuedTokens:
             and RefreshToken.objects.filter(pk=row.replaced_by_id, rotated_at__isnull=True).exists()
         )
         if now - row.rotated_at <= grace and row.grace_payload and successor_unused:
-            replay = _open_pair(old_raw=refresh, sealed=row.grace_payload, user=user)
+            replay = tokens_unseal(material=f"refresh-grace:{refresh}", sealed=row.grace_payload, user=user)
             if replay is not None:
                 logger.info("refresh_grace_replay", session_id=str(session.id))
                 return replay
@@ -324,7 +324,7 @@ def _rotate(
     )
     row.rotated_at = now
     row.replaced_by = new_row
-    row.grace_payload = _seal_pair(old_raw=raw, issued=issued)
+    row.grace_payload = tokens_seal(material=f"refresh-grace:{raw}", issued=issued)
     row.save(update_fields=["rotated_at", "replaced_by", "grace_payload"])
     fields: dict[str, Any] = {"last_seen_at": now, "expires_at": new_row.expires_at}
     if ip:
