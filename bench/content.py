@@ -45,7 +45,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from apps.accounts.services.tokens import tokens_issue_for_user  # noqa: E402
 from apps.content.models import Collection, CollectionIndex, Document  # noqa: E402
-from apps.content.selectors.acl import acl_principals, principals_for_user  # noqa: E402
+from apps.content.selectors.acl import acl_principals, principals_for_reading  # noqa: E402
 from apps.content.selectors.collections import collection_get  # noqa: E402
 from apps.content.selectors.documents import document_list_page, documents_render  # noqa: E402
 from apps.content.selectors.query import document_query_parse  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> None:
     selector_samples = []
     for _ in range(args.runs):
         started = time.perf_counter()
-        principals = principals_for_user(user=caller)
+        principals = principals_for_reading(user=caller)
         query = document_query_parse(collection=tasks, params=params)
         page = document_list_page(collection=tasks, principals=principals, query=query, cursor=None, limit=20)
         documents_render(collection=tasks, documents=page.documents, principals=principals, user=caller)
@@ -197,7 +197,7 @@ def main() -> None:
     print(f"Index states: {', '.join(f'{s.path}={s.status}' for s in states)}")
     print(f"Page of 20 ({len(body['results'])} returned), {args.runs} runs: {_summary(page_samples)}")
     print(f"  queries per request: {page_queries}")
-    print(f"  of which the content app (roles, parse, query, render): {_summary(selector_samples)}")
+    print(f"  of which the content app (parse, query with roles, render): {_summary(selector_samples)}")
     print(f"GET by id, {args.runs} runs: {_summary(detail_samples)}; queries: {detail_queries}")
     print("\nEXPLAIN (ANALYZE, BUFFERS) of the page query:\n")
     print(plan)
