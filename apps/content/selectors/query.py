@@ -240,8 +240,12 @@ class DataPredicate(Expression):
             array_sql = f"{json_sql} @> %s::jsonb"
             array_params = [*json_params, orjson.dumps([needle]).decode()]
         string_params = [*text_params, needle]
+        if not isinstance(needle, str):
+            # A number or a boolean is an element of an array, never inside a string.
+            string_sql, string_params = "FALSE", []
         if self.kind == "string":
-            return string_sql, string_params
+            # ->> yields the JSON text of numbers, arrays and objects too: only strings match.
+            return self._pg_typed(col, string_sql, string_params)
         if self.kind == "array":
             return array_sql, array_params
         return (
