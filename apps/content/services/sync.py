@@ -388,10 +388,10 @@ def _update(
             server_clock_for=lambda path: _field_clock(clocks, path),
         )
         merged, conflicts = result.data, result.conflicts
-        if not conflicts:
-            status = "merged"
-        else:
-            status = "merged" if result.client_applied or updates else "conflict"
+        # A conflict when the policy kept none of the client's changes (a field
+        # the client set to the value the server has already changes nothing).
+        took_effect = merged != document.data or bool(updates)
+        status = "conflict" if conflicts and not took_effect else "merged"
     merged = _with_texts(merged, states, updates)
     if merged == document.data and mutation.acl is None and not updates:
         return _Outcome(status=status, document=document, conflicts=conflicts)
