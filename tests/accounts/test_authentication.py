@@ -71,6 +71,7 @@ def test_tampered_access_token_is_401(auth_api, tokens):
     assert _status(auth_api, f"{header}.{payload}.{flipped}") == (401, "invalid_token")
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_alg_none_and_other_algorithms_are_401(auth_api, tokens):
     claims = _claims(tokens["access"])
     unsigned = jwt.encode(claims, None, algorithm="none")

@@ -381,7 +381,9 @@ def session_revoke(*, session_id: str, reason: str, actor: User | None = None) -
         return
     now = timezone.now()
     with transaction.atomic():
-        session = Session.objects.select_for_update().select_related("user").filter(pk=parsed).first()
+        session = (
+            Session.objects.select_for_update(of=("self",)).select_related("user").filter(pk=parsed).first()
+        )
         if session is None:
             return
         if session.revoked_at is None:
