@@ -356,16 +356,18 @@ def _on_revoked(session_ids: list[str]) -> None:
     cache.delete_many(keys)
 
     def after_commit() -> None:
-        from apps.realtime.services import session_connections_close
-
         cache.set_many(
             {key: SESSION_STATE_REVOKED for key in keys},
             timeout=session_state_cache_ttl(revoked=True),
         )
+        # The revocation has committed and is cached: a failure to reach the
+        # sockets (channel layer down) is logged, not turned into an error.
         for sid in session_ids:
             try:
+                from apps.realtime.services import session_connections_close
+
                 session_connections_close(session_id=sid)
-            except Exception:  # a channel layer outage must not undo a sign-out
+            except Exception:
                 logger.exception("session_connections_close_failed", session_id=sid)
 
     transaction.on_commit(after_commit)
