@@ -60,7 +60,12 @@ class CollectionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         help_text="JSON Schema (draft 2020-12) for data. Keel types: file, ref (with collection), text_crdt.",
     )
     indexes = _PrettyJSONField(
-        widget=_SMALL_JSON_WIDGET, required=False, help_text='Dotted paths inside data, e.g. ["priority"].'
+        widget=_SMALL_JSON_WIDGET,
+        required=False,
+        help_text=(
+            'Dotted paths inside data, e.g. ["priority", ["category", "score"]] '
+            "(a list is one composite index)."
+        ),
     )
     default_acl = _PrettyJSONField(
         widget=_SMALL_JSON_WIDGET,

@@ -98,7 +98,10 @@ class DocumentPageSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class CollectionSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField()
     schema = serializers.DictField(help_text="JSON Schema (draft 2020-12) with Keel's file/ref/text_crdt.")
-    indexes = serializers.ListField(child=serializers.CharField())
+    indexes = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text='Indexed paths inside data: "priority", or a composite list such as ["category", "score"].',
+    )
     default_acl = AclSerializer()
     create_permission = serializers.CharField()
     public_read = serializers.BooleanField()

@@ -263,7 +263,8 @@ class CollectionDef:
     name: str
     schema: dict[str, Any]
     schema_digest: str
-    indexes: tuple[str, ...]
+    # A dotted path, or a tuple of them for a composite index.
+    indexes: tuple[str | tuple[str, ...], ...]
     default_acl: dict[str, Any]
     create_permission: str
     public_read: bool
@@ -271,6 +272,14 @@ class CollectionDef:
     acl_writable_by_writers: bool
     updated_at: datetime
     resurrect_on_edit: bool = False
+
+    @property
+    def sortable_paths(self) -> frozenset[str]:
+        """Dotted paths a declared index can order by (a composite's later paths once the
+        earlier ones are filtered by equality)."""
+        return frozenset(
+            path for entry in self.indexes for path in ((entry,) if isinstance(entry, str) else entry)
+        )
 
     @property
     def compiled(self) -> CompiledSchema:
@@ -287,7 +296,9 @@ def collection_snapshot(collection: Collection) -> CollectionDef:
         name=collection.name,
         schema=collection.schema or {},
         schema_digest=schema_hash(collection.schema or {}),
-        indexes=tuple(collection.indexes or ()),
+        indexes=tuple(
+            entry if isinstance(entry, str) else tuple(entry) for entry in (collection.indexes or ())
+        ),
         default_acl=collection.default_acl or {},
         create_permission=collection.create_permission,
         public_read=collection.public_read,
@@ -302,7 +313,7 @@ def collection_definition(collection: Collection | CollectionDef) -> dict[str, A
     return {
         "name": collection.name,
         "schema": collection.schema or {},
-        "indexes": list(collection.indexes or []),
+        "indexes": [entry if isinstance(entry, str) else list(entry) for entry in (collection.indexes or [])],
         "default_acl": collection.default_acl or {},
         "create_permission": collection.create_permission,
         "public_read": collection.public_read,

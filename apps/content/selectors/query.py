@@ -643,7 +643,7 @@ def _parse_order(raw: str | None, collection: CollectionDef) -> list[OrderKey]:
     if len(names) > MAX_ORDER_KEYS:
         raise _fail(f"order takes at most {MAX_ORDER_KEYS} fields.")
     seen: set[str] = set()
-    indexed = set(collection.indexes)
+    indexed = collection.sortable_paths
     schema = collection.compiled
     for name in names:
         descending = name.startswith("-")

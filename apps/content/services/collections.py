@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -41,6 +41,8 @@ DEFINITION_KEYS = (
     "resurrect_on_edit",
 )
 MAX_INDEXES = 16
+# A composite index names at most this many paths (its kinds fit CollectionIndex.kind).
+MAX_COMPOSITE_PATHS = 3
 _ROLE_RULE = re.compile(r"^role:[^\x00-\x1f]{1,150}$")
 
 
@@ -87,17 +89,21 @@ def collection_definition_validate(definition: Any) -> dict[str, Any]:
     except SchemaInvalid as exc:
         errors["schema"] = exc.messages
     indexes = definition.get("indexes", [])
-    if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
-        errors["indexes"] = ["A list of dotted paths inside data."]
+    if not isinstance(indexes, list) or not all(_is_index_entry(i) for i in indexes):
+        errors["indexes"] = [
+            "A list of dotted paths inside data; a composite index is a list of "
+            f'2 to {MAX_COMPOSITE_PATHS} paths, e.g. ["category", "score"].'
+        ]
     elif len(indexes) > MAX_INDEXES:
         errors["indexes"] = [f"At most {MAX_INDEXES} indexes."]
-    elif len(set(indexes)) != len(indexes):
-        errors["indexes"] = ["A path is listed twice."]
+    elif len({index_entry_key(i) for i in indexes}) != len(indexes):
+        errors["indexes"] = ["An index is listed twice."]
     elif compiled is not None:
-        for dotted in indexes:
-            problem = _index_path_problem(dotted, compiled)
-            if problem:
-                errors.setdefault("indexes", []).append(problem)
+        for entry in indexes:
+            for dotted in index_entry_paths(entry):
+                problem = _index_path_problem(dotted, compiled)
+                if problem:
+                    errors.setdefault("indexes", []).append(problem)
     default_acl: dict[str, Any] = {}
     try:
         default_acl = acl_normalize(definition.get("default_acl") or {}, field="default_acl")
@@ -125,7 +131,7 @@ def collection_definition_validate(definition: Any) -> dict[str, Any]:
     return {
         "name": name,
         "schema": schema,
-        "indexes": list(indexes),
+        "indexes": [entry if isinstance(entry, str) else list(entry) for entry in indexes],
         "default_acl": _compact_acl(default_acl),
         "create_permission": create_permission,
         "public_read": public_read,
@@ -151,10 +157,40 @@ def _index_path_problem(dotted: str, compiled: Any) -> str | None:
     return None
 
 
+def _is_index_entry(entry: Any) -> bool:
+    """A dotted path, or a composite: a list of 2 to ``MAX_COMPOSITE_PATHS`` distinct paths."""
+    if isinstance(entry, str):
+        return True
+    return (
+        isinstance(entry, list)
+        and 2 <= len(entry) <= MAX_COMPOSITE_PATHS
+        and all(isinstance(path, str) for path in entry)
+        and len(set(entry)) == len(entry)
+    )
+
+
+def index_entry_paths(entry: str | Sequence[str]) -> tuple[str, ...]:
+    """The dotted paths of one ``indexes`` entry (one for a single index)."""
+    return (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def index_entry_key(entry: str | Sequence[str]) -> str:
+    """How an entry is named in ``CollectionIndex.path``: ``priority``, or ``category,score``."""
+    return ",".join(index_entry_paths(entry))
+
+
 def index_kind_for(*, schema: Any, path: str) -> str:
-    """``text`` for strings, ``json`` for numbers and booleans (see ``DataValue``)."""
-    info = schema_compile(schema).field_at(tuple(path.split(".")))
-    return "text" if info is not None and info.type == "string" else "json"
+    """``text`` for strings, ``json`` for numbers and booleans (see ``DataValue``).
+
+    ``path`` is an :func:`index_entry_key`: a composite gets the kinds of its
+    paths joined by ``+`` (``text+json``), so retyping any of them rebuilds it.
+    """
+    compiled = schema_compile(schema)
+    kinds = []
+    for dotted in path.split(","):
+        info = compiled.field_at(tuple(dotted.split(".")))
+        kinds.append("text" if info is not None and info.type == "string" else "json")
+    return "+".join(kinds)
 
 
 @transaction.atomic
@@ -242,7 +278,8 @@ def index_db_name(*, collection_id: int, path: str, kind: str) -> str:
 
 def _index_states_plan(collection: Collection) -> None:
     """Record the declared indexes as pending (the admin shows them at once)."""
-    for path in collection.indexes:
+    for entry in collection.indexes:
+        path = index_entry_key(entry)
         kind = index_kind_for(schema=collection.schema, path=path)
         name = index_db_name(collection_id=collection.pk, path=path, kind=kind)
         state = CollectionIndex.objects.filter(collection=collection, path=path).first()
@@ -251,18 +288,29 @@ def _index_states_plan(collection: Collection) -> None:
 
 
 def _index_sql(*, collection_id: int, path: str, kind: str, name: str, concurrently: bool) -> str:
-    """``CREATE INDEX`` on the same expression the query compiler orders and filters by."""
+    """``CREATE INDEX`` on the same expressions the query compiler orders and filters by.
+
+    A composite index (``category,score``) ends with ``id``: every order ends
+    with ``id`` as its tiebreaker, so an equality on the leading paths and an
+    order on the next one are answered by the index alone, without a sort.
+    """
     query = Query(Document, alias_cols=False)
     compiler = query.get_compiler(connection=connection)
-    expression = DataValue(tuple(path.split(".")), text=kind == "text").resolve_expression(query)
-    sql, params = expression.as_sql(compiler, connection)
+    columns: list[str] = []
     with connection.schema_editor(atomic=False) as editor:
-        rendered = sql % tuple(editor.quote_value(p) for p in params)
+        for dotted, part_kind in zip(path.split(","), kind.split("+"), strict=True):
+            expression = DataValue(tuple(dotted.split(".")), text=part_kind == "text").resolve_expression(
+                query
+            )
+            sql, params = expression.as_sql(compiler, connection)
+            columns.append(f"({sql % tuple(editor.quote_value(p) for p in params)})")
+        if len(columns) > 1:
+            columns.append(editor.quote_name("id"))
         table = editor.quote_name(Document._meta.db_table)
         quoted_name = editor.quote_name(name)
     return (
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {quoted_name} "
-        f"ON {table} (({rendered})) "
+        f"ON {table} ({', '.join(columns)}) "
         f"WHERE collection_id = {int(collection_id)} AND deleted_at IS NULL"
     )
 
@@ -326,7 +374,8 @@ def collection_indexes_sync(*, collection_id: int) -> list[CollectionIndex]:
     postgres = connection.vendor == "postgresql"
     concurrently = postgres and not connection.in_atomic_block
     desired = {
-        path: index_kind_for(schema=collection.schema, path=path) for path in (collection.indexes or [])
+        index_entry_key(entry): index_kind_for(schema=collection.schema, path=index_entry_key(entry))
+        for entry in (collection.indexes or [])
     }
     states = {state.path: state for state in CollectionIndex.objects.filter(collection=collection)}
     for path, state in list(states.items()):
