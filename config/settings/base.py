@@ -580,6 +580,40 @@ KEEL_ACCOUNT_ERASERS = KEEL_ACCOUNT_ERASERS + [
 
 # A WebSocket that has not sent a valid auth frame by then is closed (4401).
 REALTIME_AUTH_TIMEOUT_SECONDS = env.float("REALTIME_AUTH_TIMEOUT_SECONDS", default=10.0)
+# token_expiring goes out this long before the access token expires; at expiry the socket closes (4401).
+REALTIME_TOKEN_EXPIRING_LEAD_SECONDS = env.float("REALTIME_TOKEN_EXPIRING_LEAD_SECONDS", default=30.0)
+# Modules that register topic kinds, room kinds and event sources (docs/realtime.md).
+REALTIME_PLUGINS: list[str] = env.list(
+    "REALTIME_PLUGINS", default=["apps.content.services.realtime_topics", "apps.accounts.realtime"]
+)
+# Redis for fan-out across processes, the replay log, presence and the relay lease.
+REALTIME_REDIS_URL = env.str("REALTIME_REDIS_URL", default=REDIS_URL)
+# Key prefix in Redis; empty: derived from the database, so two sites can share a Redis.
+REALTIME_REDIS_PREFIX = env.str("REALTIME_REDIS_PREFIX", default="")
+# The replay log per stream (a collection, a user, a room) that serves `since`.
+REALTIME_REPLAY_MAX_EVENTS = env.int("REALTIME_REPLAY_MAX_EVENTS", default=1000)
+REALTIME_REPLAY_MAX_AGE_SECONDS = env.float("REALTIME_REPLAY_MAX_AGE_SECONDS", default=3600.0)
+# The relay: poll interval (besides being woken after each commit), batch, gaps, lease.
+REALTIME_RELAY_POLL_SECONDS = env.float("REALTIME_RELAY_POLL_SECONDS", default=0.5)
+REALTIME_RELAY_BATCH = env.int("REALTIME_RELAY_BATCH", default=500)
+REALTIME_RELAY_GAP_WAIT_SECONDS = env.float("REALTIME_RELAY_GAP_WAIT_SECONDS", default=1.0)
+REALTIME_RELAY_LEASE_SECONDS = env.float("REALTIME_RELAY_LEASE_SECONDS", default=10.0)
+REALTIME_RELAY_MAX_BACKLOG = env.int("REALTIME_RELAY_MAX_BACKLOG", default=100_000)
+# Per socket: frame size, frames per second, subscriptions, rooms, send queue.
+REALTIME_MAX_FRAME_BYTES = env.int("REALTIME_MAX_FRAME_BYTES", default=65536)
+REALTIME_MAX_FRAMES_PER_SECOND = env.float("REALTIME_MAX_FRAMES_PER_SECOND", default=50.0)
+REALTIME_MAX_SUBSCRIPTIONS = env.int("REALTIME_MAX_SUBSCRIPTIONS", default=100)
+REALTIME_MAX_ROOMS = env.int("REALTIME_MAX_ROOMS", default=20)
+REALTIME_SEND_QUEUE_MAX_FRAMES = env.int("REALTIME_SEND_QUEUE_MAX_FRAMES", default=2000)
+REALTIME_SEND_QUEUE_MAX_BYTES = env.int("REALTIME_SEND_QUEUE_MAX_BYTES", default=8 * 1024 * 1024)
+# Presence: the state object's size, and how long a member outlives its last heartbeat.
+REALTIME_PRESENCE_STATE_MAX_BYTES = env.int("REALTIME_PRESENCE_STATE_MAX_BYTES", default=1024)
+REALTIME_PRESENCE_TTL_SECONDS = env.float("REALTIME_PRESENCE_TTL_SECONDS", default=30.0)
+REALTIME_OUTBOX_RETENTION_HOURS = env.int("REALTIME_OUTBOX_RETENTION_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["realtime-outbox-prune"] = {
+    "task": "apps.realtime.tasks.realtime_outbox_prune",
+    "schedule": timedelta(hours=1),
+}
 
 from apps.core.logging import configure_logging  # noqa: E402
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
@@ -19,51 +18,16 @@ from apps.accounts.services.tokens import tokens_issue_for_user
 from apps.realtime.services import session_connections_close
 from config.asgi import application
 from tests.factories import UserFactory
+from tests.realtime.conftest import authenticate, expect_close, open_socket, run, send
 
 pytestmark = pytest.mark.django_db
 
 CLOSE_UNAUTHORIZED = 4401
 
 
-@pytest.fixture(autouse=True)
-def _fresh_channel_layer() -> Iterator[None]:
-    # Each test runs its own event loop; the in-memory layer must not keep
-    # queues bound to an earlier one.
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
 @pytest.fixture
 def access_token(user: Any) -> str:
     return tokens_issue_for_user(user=user).access
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run an async scenario from a sync test (database access stays on this thread)."""
-    async_to_sync(scenario)()
-
-
-async def open_socket() -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/v1/")
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def send(communicator: WebsocketCommunicator, frame: Any) -> None:
-    await communicator.send_to(text_data=json.dumps(frame))
-
-
-async def expect_close(communicator: WebsocketCommunicator, code: int, timeout: float = 1) -> None:
-    output = await communicator.receive_output(timeout)
-    assert output == {"type": "websocket.close", "code": code}
-
-
-async def authenticate(communicator: WebsocketCommunicator, token: str) -> dict[str, Any]:
-    await send(communicator, {"type": "auth", "token": token})
-    ready: dict[str, Any] = await communicator.receive_json_from()
-    return ready
 
 
 def _b64(data: dict[str, Any]) -> str:

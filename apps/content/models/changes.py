@@ -37,6 +37,9 @@ class Change(models.Model):
         related_name="+",
     )
     read_principals = PrincipalsField()
+    request_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="The request (or job) that made the change."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -53,6 +53,8 @@ from apps.core.exceptions import (
     PermissionDeniedError,
     ValidationFailed,
 )
+from apps.core.request_context import get_request_id
+from apps.realtime.services import relay_wake
 
 logger = structlog.get_logger(__name__)
 
@@ -73,14 +75,22 @@ def change_log_lock() -> None:
 
 
 def _change_append(*, collection_name: str, document: Document, op: str, actor: Any) -> Change:
-    return Change.objects.create(
+    change = Change.objects.create(
         collection=collection_name,
         document_id=document.pk,
         op=op,
         version=document.version,
         actor_id=actor.pk if actor is not None and actor.is_authenticated else None,
         read_principals=document.read_principals,
+        request_id=get_request_id() or "",
     )
+    _realtime_wake_on_commit()
+    return change
+
+
+def _realtime_wake_on_commit() -> None:
+    """Realtime publishes from the change log; after commit, wake its relay instead of waiting a poll."""
+    transaction.on_commit(lambda: relay_wake(source="content.changes"))
 
 
 # --- Data -------------------------------------------------------------------
@@ -482,7 +492,11 @@ def documents_principals_rebuild(*, collection: Collection) -> int:
         Document.objects.bulk_update(batch, ["read_principals", "write_principals"])
         changed += len(batch)
     # One insert per row keeps seq in a single, ordered sequence on every database.
+    request_id = get_request_id() or ""
     for change in changes:
+        change.request_id = request_id
         change.save(force_insert=True)
+    if changes:
+        _realtime_wake_on_commit()
     collection_generation_bump(name=collection.name)
     return changed
