@@ -54,10 +54,13 @@ def free_port() -> int:
 
 
 def processes_with_marker(marker: str) -> list[int]:
-    """Ids of the live processes whose environment carries ``marker`` (Linux ``/proc``)."""
+    """Ids of the live processes whose environment carries ``marker`` (Linux ``/proc``; none elsewhere)."""
     needle = f"{MARKER_VARIABLE}={marker}".encode()
     found: list[int] = []
-    for entry in Path("/proc").iterdir():
+    proc = Path("/proc")
+    if not (proc / "self" / "environ").exists():
+        return found
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
