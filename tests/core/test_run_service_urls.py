@@ -1,4 +1,4 @@
-"""``make run`` switches to real services by URL: DATABASE_URL, REDIS_URL, EMAIL_URL.
+"""``make run`` switches to real services by URL: DATABASE_URL, REDIS_URL, EMAIL_URL, S3.
 
 Each case loads the development settings in a fresh interpreter with only
 that environment, the way ``make run`` would see it.
@@ -35,6 +35,11 @@ print(json.dumps({
     "email_tls": s.EMAIL_USE_TLS,
     "email_ssl": s.EMAIL_USE_SSL,
     "email_file_path": getattr(s, "EMAIL_FILE_PATH", None),
+    "storage": s.STORAGES["default"]["BACKEND"],
+    "media_root": str(s.MEDIA_ROOT),
+    "s3_bucket": s.AWS_STORAGE_BUCKET_NAME,
+    "s3_endpoint": getattr(s, "AWS_S3_ENDPOINT_URL", None),
+    "s3_region": getattr(s, "AWS_S3_REGION_NAME", None),
 }))
 """
 
@@ -67,6 +72,24 @@ def test_embedded_default_needs_no_service(tmp_path):
     assert loaded["channel_layer"] == "channels.layers.InMemoryChannelLayer"
     assert loaded["broker"].startswith("filesystem://")
     assert loaded["email_backend"] == "django.core.mail.backends.console.EmailBackend"
+    assert loaded["storage"] == "django.core.files.storage.FileSystemStorage"
+    assert loaded["media_root"] == str(tmp_path / "media")
+
+
+def test_s3_variables_switch_file_storage_to_s3(tmp_path):
+    loaded = settings_under(
+        tmp_path,
+        AWS_STORAGE_BUCKET_NAME="keel-files",
+        AWS_S3_ENDPOINT_URL="http://minio.internal:9000",
+        AWS_S3_REGION_NAME="eu-central-1",
+        AWS_ACCESS_KEY_ID="keel",
+        AWS_SECRET_ACCESS_KEY="not-a-real-secret",
+    )
+
+    assert loaded["storage"] == "storages.backends.s3.S3Storage"
+    assert loaded["s3_bucket"] == "keel-files"
+    assert loaded["s3_endpoint"] == "http://minio.internal:9000"
+    assert loaded["s3_region"] == "eu-central-1"
 
 
 def test_database_and_redis_urls_switch_every_backend(tmp_path):
