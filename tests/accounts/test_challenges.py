@@ -202,3 +202,15 @@ def test_poll_rejects_a_body(auth_api, challenge_id):
     response = auth_api.post(f"auth/device-challenges/{challenge_id}/poll", {"code": "123456"})
 
     assert response.status_code == 400
+
+
+def test_a_new_challenge_is_announced_to_the_users_signed_in_apps_without_the_code(
+    auth_api, member, challenge_id
+):
+    from apps.realtime.models import OutboxEvent
+
+    event = OutboxEvent.objects.get(topic=f"user:{member.pk}", name="device_challenge.pending")
+
+    assert event.payload["challenge_id"] == challenge_id
+    assert event.payload["device"] == {"name": "Pixel B", "platform": "android"}
+    assert last_code_for("member@example.com") not in str(event.payload)

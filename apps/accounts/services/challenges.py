@@ -7,8 +7,10 @@ device (``approve``), after which the waiting device collects its tokens with
 use, stored as keyed hashes, and a challenge dies after
 ``ACCOUNT_CHALLENGE_MAX_ATTEMPTS`` wrong codes.
 
-Delivery of the code is by email. The notifications app, once it exists,
-adds a push to the user's trusted devices in :func:`_challenge_deliver`.
+Delivery of the code is by email; the user's signed-in apps also get a
+``device_challenge.pending`` event on ``user:me`` (without the code) to offer
+the approval. The notifications app, once it exists, adds a push to the
+user's trusted devices in :func:`_challenge_deliver`.
 """
 
 from __future__ import annotations
@@ -103,7 +105,23 @@ def device_challenge_create(
 
 
 def _challenge_deliver(*, challenge: DeviceChallenge, code: str) -> None:
-    """Send the code to the account's owner (email)."""
+    """Send the code to the account's owner (email), and tell their signed-in apps.
+
+    The realtime event (on ``user:me``, without the code) lets a trusted device
+    show the approval prompt at once.
+    """
+    from apps.realtime.services import event_publish
+
+    event_publish(
+        topic=f"user:{challenge.user_id}",
+        event="device_challenge.pending",
+        payload={
+            "challenge_id": str(challenge.id),
+            "device": {"name": challenge.device.name, "platform": challenge.device.platform},
+            "ip": ip_coarse(challenge.ip),
+            "expires_at": challenge.expires_at.isoformat().replace("+00:00", "Z"),
+        },
+    )
     account_email_send(
         user=challenge.user,
         template="device_challenge",
