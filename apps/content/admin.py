@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 import apps.content.admin_files  # noqa: F401 - registers the files admin
+from apps.content import admin_sync  # noqa: F401 - registers the sync conflicts admin
 from apps.content.models import Change, Collection, CollectionIndex, Document
 from apps.content.selectors.acl import BYPASS, acl_normalize
 from apps.content.selectors.changes import changes_for_document

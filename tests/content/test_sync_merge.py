@@ -129,6 +129,16 @@ def test_changed_paths_lists_leaves_that_differ():
     assert sorted(changed_paths(before, after)) == [("b", "c"), ("gone",), ("new",)]
 
 
+def test_changed_paths_of_an_object_that_appears_or_disappears_are_its_leaves():
+    assert sorted(changed_paths({}, {"meta": {"color": "red", "size": {"w": 1}}})) == [
+        ("meta", "color"),
+        ("meta", "size", "w"),
+    ]
+    assert changed_paths({"meta": {"color": "red"}}, {}) == [("meta", "color")]
+    assert changed_paths({}, {"meta": {}}) == [("meta",)]
+    assert changed_paths({"meta": {"color": "red"}}, {"meta": 5}) == [("meta",)]
+
+
 # --- Property: last-write-wins converges whatever the order of arrival --------
 
 FIELDS = ["title", "done", "priority", "notes"]

@@ -117,6 +117,11 @@ def changed_paths(before: dict[str, Any], after: dict[str, Any], prefix: Path = 
         a, b = before.get(key, _MISSING), after.get(key, _MISSING)
         if isinstance(a, dict) and isinstance(b, dict):
             out.extend(changed_paths(a, b, path))
+        elif (a is _MISSING and isinstance(b, dict)) or (b is _MISSING and isinstance(a, dict)):
+            # An object that appears or disappears: its leaves changed (the
+            # object itself when it is empty).
+            inner = changed_paths(a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}, path)
+            out.extend(inner or [path])
         elif a != b:
             out.append(path)
     return out
