@@ -645,3 +645,15 @@ def test_a_push_with_a_new_users_document_is_owned_by_the_pusher(notes, client_f
     [result] = push(client_for(someone), mutation("create", uuid.uuid4(), data={"title": "a"}))["results"]
 
     assert result["document"]["owner"] == str(someone.pk)
+
+
+def test_a_push_with_an_idempotency_key_is_replayed_whole(notes, auth_client):
+    body = {"mutations": [mutation("create", uuid.uuid4(), data={"title": "a"}, mutation_id="k-1")]}
+
+    first = auth_client.post(PUSH, body, format="json", HTTP_IDEMPOTENCY_KEY="push-1")
+    second = auth_client.post(PUSH, body, format="json", HTTP_IDEMPOTENCY_KEY="push-1")
+
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert Document.objects.count() == 1

@@ -35,6 +35,7 @@ from apps.content.models import (
     SyncMutation,
 )
 from apps.content.selectors.collections import CollectionDef
+from apps.content.selectors.sync import text_crdt_fields
 from apps.content.sync.clock import HLC, now_ms
 from apps.content.sync.crdt import CrdtState, crdt_set_text
 from apps.content.sync.merge import Path, changed_paths, get_path
@@ -72,7 +73,7 @@ def pointer_path(value: str) -> Path:
 
 def text_crdt_paths(collection: CollectionDef) -> list[Path]:
     """The collection's ``text_crdt`` fields that hold one text each (not inside arrays)."""
-    return sorted(info.path for info in collection.compiled.keel_fields("text_crdt") if not info.in_array)
+    return text_crdt_fields(collection)
 
 
 def _clocks_merge(*, document_id: Any, clocks: dict[str, str]) -> None:
