@@ -128,6 +128,7 @@ class _Batch:
     # previous mutation made on that same base.
     device_copies: dict[tuple[str, str, int | None], dict[str, Any]] = field(default_factory=dict)
     change_seqs: list[int] = field(default_factory=list)
+    track_changes: bool = False
 
 
 @dataclass
@@ -289,9 +290,16 @@ def _base_data(
     return row.data if row is not None else None
 
 
-def _last_change_seq(document: Document) -> int:
+def _note_change(batch: _Batch, document: Document) -> None:
+    """Remember the change this push just appended (only needed to move a ``since`` cursor).
+
+    The document's row and the change-log lock are held: its newest change is ours.
+    """
+    if not batch.track_changes:
+        return
     value = Change.objects.filter(document_id=document.pk).order_by("-seq").values_list("seq", flat=True)[:1]
-    return int(value[0]) if value else 0
+    if value:
+        batch.change_seqs.append(int(value[0]))
 
 
 # --- Operations ------------------------------------------------------------------------
@@ -318,7 +326,7 @@ def _create(*, batch: _Batch, collection: CollectionDef, mutation: Mutation, clo
         stamp=SyncStamp(clock=clock, crdt_states=states),
     )
     batch.device_copies[(collection.name, str(document.pk), mutation.base_version)] = plain
-    batch.change_seqs.append(_last_change_seq(document))
+    _note_change(batch, document)
     return _Outcome(status="applied", document=document)
 
 
@@ -369,7 +377,7 @@ def _update(
             principals=batch.principals,
             stamp=stamp,
         )
-        batch.change_seqs.append(_last_change_seq(restored))
+        _note_change(batch, restored)
         return _Outcome(status="applied", document=restored)
 
     conflicts: list[FieldConflict] = []
@@ -404,7 +412,7 @@ def _update(
         principals=batch.principals,
         stamp=stamp,
     )
-    batch.change_seqs.append(_last_change_seq(updated))
+    _note_change(batch, updated)
     return _Outcome(status=status, document=updated, conflicts=conflicts)
 
 
@@ -423,7 +431,7 @@ def _delete(*, batch: _Batch, collection: CollectionDef, mutation: Mutation) -> 
     deleted = document_delete(
         collection=collection, document_id=document.pk, actor=batch.user, principals=batch.principals
     )
-    batch.change_seqs.append(_last_change_seq(deleted))
+    _note_change(batch, deleted)
     return _Outcome(status="applied", document=deleted)
 
 
@@ -618,7 +626,7 @@ def sync_push(*, user: Any, mutations: list[Any], since: str | None = None) -> P
     skips this push's own writes (``400 invalid_cursor`` when it is not valid).
     """
     cursor = sync_cursor_decode(raw=since, user=user) if since else None
-    batch = _Batch(user=user, principals=principals_for_user(user=user))
+    batch = _Batch(user=user, principals=principals_for_user(user=user), track_changes=cursor is not None)
     results = [_push_one(batch=batch, raw=raw) for raw in mutations]
     position = _push_cursor(batch=batch, since=cursor)
     return PushResult(results=results, cursor=sync_cursor_encode(position), seq=position.seq)
