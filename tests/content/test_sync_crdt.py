@@ -141,3 +141,44 @@ def test_a_text_crdt_value_that_is_not_a_yjs_update_is_rejected(notes, auth_clie
     assert (result["status"], result["code"]) == ("rejected", "validation_error")
     assert "data.body" in result["errors"]
     assert Document.objects.get(pk=document_id).data["body"] == "keep"
+
+
+def test_a_nested_text_crdt_field_merges_without_touching_its_siblings(user, auth_client):
+    CollectionFactory(
+        name="cards",
+        schema={
+            "type": "object",
+            "properties": {
+                "meta": {
+                    "type": "object",
+                    "properties": {"color": {"type": "string"}, "notes": {"type": "text_crdt"}},
+                }
+            },
+        },
+        indexes=[],
+    )
+    created = auth_client.post(
+        "/api/v1/collections/cards/documents",
+        {"data": {"meta": {"color": "red", "notes": "ab"}}},
+        format="json",
+    ).json()
+    device = Device(auth_client)
+    device.sync_down()
+    local = device.documents[created["id"]]
+    doc, text = ydoc(local["crdt"]["meta.notes"]["state"])
+    before = doc.get_state()
+    text.insert(1, "X")
+
+    [result] = push(
+        auth_client,
+        mutation(
+            "update",
+            created["id"],
+            collection="cards",
+            data={"meta": {"notes": yupdate(doc, before)}},
+            base_version=1,
+        ),
+    )["results"]
+
+    assert result["status"] == "applied"
+    assert result["document"]["data"] == {"meta": {"color": "red", "notes": "aXb"}}

@@ -221,10 +221,15 @@ def _split_patch(patch: dict[str, Any], crdt_paths: list[Path]) -> tuple[dict[st
     for path, value in patch_leaves(patch):
         if path in wanted and isinstance(value, str):
             updates[path] = value
-            parent: Any = plain
+            parents: list[dict[str, Any]] = [plain]
             for part in path[:-1]:
-                parent = parent[part]
-            del parent[path[-1]]
+                parents.append(parents[-1][part])
+            del parents[-1][path[-1]]
+            # An object left empty by taking the update out is not "set it to {}".
+            for depth in range(len(path) - 1, 0, -1):
+                if parents[depth]:
+                    break
+                del parents[depth - 1][path[depth - 1]]
     return plain, updates
 
 
