@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -38,10 +37,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import jwt
-import orjson
 import structlog
-from cryptography.fernet import Fernet
-from cryptography.fernet import InvalidToken as FernetInvalidToken
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
@@ -66,7 +62,7 @@ from apps.accounts.services.login import (
     login_ident,
     login_with_password,
 )
-from apps.accounts.services.sessions import IssuedTokens
+from apps.accounts.services.sessions import IssuedTokens, tokens_seal, tokens_unseal
 from apps.core.exceptions import KeelError
 from apps.core.metrics import AUTH_LOGIN_FAILURES
 from apps.core.throttling import throttle_hit
@@ -89,34 +85,8 @@ def _code_digest(code: str) -> str:
     return hashlib.sha256(f"keel:oauth-code:{code}".encode()).hexdigest()
 
 
-def _code_fernet(code: str) -> Fernet:
-    key = hmac.new(settings.SECRET_KEY.encode(), f"keel:oauth-code-seal:{code}".encode(), hashlib.sha256)
-    return Fernet(base64.urlsafe_b64encode(key.digest()))
-
-
-def _seal(code: str, tokens: IssuedTokens) -> str:
-    payload = orjson.dumps(
-        {
-            "access": tokens.access,
-            "refresh": tokens.refresh,
-            "session_id": tokens.session_id,
-            "access_expires_at": tokens.access_expires_at.isoformat(),
-        }
-    )
-    return _code_fernet(code).encrypt(payload).decode()
-
-
-def _unseal(code: str, sealed: str) -> IssuedTokens | None:
-    try:
-        payload = orjson.loads(_code_fernet(code).decrypt(sealed.encode()))
-    except (FernetInvalidToken, orjson.JSONDecodeError):
-        return None
-    return IssuedTokens(
-        access=payload["access"],
-        refresh=payload["refresh"],
-        session_id=payload["session_id"],
-        access_expires_at=datetime.fromisoformat(payload["access_expires_at"]),
-    )
+def _seal_material(code: str) -> str:
+    return f"oauth-code-seal:{code}"
 
 
 def _authorization_revoke(authorization: OAuthAuthorization, *, reason: str) -> None:
@@ -224,7 +194,7 @@ class KeelOAuth2Validator(OAuth2Validator):  # type: ignore[misc]
             user=request.user,
             session_id=tokens.session_id,
             code_digest=_code_digest(code["code"]),
-            sealed_tokens=_seal(code["code"], tokens),
+            sealed_tokens=tokens_seal(material=_seal_material(code["code"]), issued=tokens),
             expires_at=grant.expires,
         )
 
@@ -247,7 +217,11 @@ class KeelOAuth2Validator(OAuth2Validator):  # type: ignore[misc]
                 raise oauth_errors.InvalidGrantError(request=request)
             tokens = None
             if authorization.exchanged_at is None:
-                tokens = _unseal(request.code, authorization.sealed_tokens)
+                tokens = tokens_unseal(
+                    material=_seal_material(request.code),
+                    sealed=authorization.sealed_tokens,
+                    user=authorization.user,
+                )
             if tokens is None:
                 reused = authorization
             else:
