@@ -6,11 +6,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from apps.realtime.hub import hub_close
 from config.asgi import application
@@ -23,6 +25,23 @@ def _fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+def _close_old_connections_outside_transactions() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_transaction() -> Iterator[None]:
+    # Channels drops "old" connections around every handler and database
+    # call; a connection inside the test's transaction counts as old (its
+    # autocommit is off) and PostgreSQL would lose the test's data. Its own
+    # test communicator switches that off while it sends and receives; this
+    # does it for the whole test, for connections inside a transaction only.
+    with mock.patch("channels.db.close_old_connections", _close_old_connections_outside_transactions):
+        yield
 
 
 @pytest.fixture(autouse=True)
