@@ -223,6 +223,7 @@ def main() -> None:
     cursor = sync_cursor_encode(offline_at)
     samples: list[float] = []
     queries: list[int] = []
+    feed_sql = ""
     received = 0
     while True:
         with CaptureQueriesContext(connection) as captured:
@@ -231,6 +232,10 @@ def main() -> None:
             samples.append((time.perf_counter() - began) * 1000)
         assert response.status_code == 200, response.content[:500]
         queries.append(len(captured.captured_queries))
+        if not feed_sql:
+            feed_sql = next(
+                q["sql"] for q in captured.captured_queries if 'FROM "content_change"' in q["sql"]
+            )
         body = response.json()
         received += len(body["changes"])
         cursor = body["cursor"]
@@ -271,6 +276,8 @@ def main() -> None:
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
 
     with connection.cursor() as db:
+        db.execute(f"EXPLAIN (ANALYZE, BUFFERS) {feed_sql}")  # SQL captured from our own request
+        plan = "\n".join(row[0] for row in db.fetchall())
         db.execute("SELECT version()")
         version = db.fetchone()[0].split(",")[0]
     print(f"\n{version}; {args.documents} documents in 3 collections, {len(ids['readable'])} readable")
@@ -284,6 +291,8 @@ def main() -> None:
         f"({push_ms / len(mutations):.2f} ms per mutation), {len(captured.captured_queries)} queries; "
         f"results {statuses}"
     )
+    print("\nEXPLAIN (ANALYZE, BUFFERS) of the first page's change-log query:\n")
+    print(plan)
 
 
 if __name__ == "__main__":
