@@ -1,9 +1,12 @@
 """DRF authentication for ``Authorization: Bearer <access>``.
 
-The token is checked without the database (signature, expiry, and the
-session's revocation state from the cache); the user row is then loaded once
-for the request. The session's ``last_seen_at`` is written at most once per
-``ACCOUNT_SESSION_TOUCH_SECONDS``.
+The token's signature, algorithm, type and expiry are checked without the
+database; then one query reads the user together with its session, which
+must exist, belong to the user and not be revoked (the database answers, so
+a revocation or a deactivation applies to the very next request). The
+session's ``last_seen_at`` is written at most once per
+``ACCOUNT_SESSION_TOUCH_SECONDS``, and only looked up in the cache when the
+row says it is due.
 """
 
 from __future__ import annotations
@@ -29,23 +32,19 @@ class BearerAccessTokenAuthentication(BaseAuthentication):
             return None
         if len(header) != 2:
             raise AuthenticationFailed("The Authorization header must be 'Bearer <access token>'.")
-        from apps.accounts.models import User
-        from apps.accounts.selectors import access_token_identify
+        from apps.accounts.selectors import access_token_user
         from apps.accounts.services.sessions import session_touch
 
         try:
             token = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationFailed(_INVALID) from None
-        identity = access_token_identify(token=token)
-        if identity is None:
+        found = access_token_user(token=token)
+        if found is None:
             raise AuthenticationFailed(_INVALID)
-        user = User.objects.filter(pk=identity.user_id, is_active=True).first()
-        if user is None:
-            raise AuthenticationFailed(_INVALID)
-        if identity.session_id:
-            session_touch(session_id=identity.session_id)
-        return user, identity
+        if found.touch_due and found.identity.session_id:
+            session_touch(session_id=found.identity.session_id)
+        return found.user, found.identity
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -252,6 +252,8 @@ def parse_start(*, workers: int, port: int, master_key: str, log_dir: Path) -> S
         "PARSE_APP_ID": PARSE_APP_ID,
         "PARSE_MASTER_KEY": master_key,
         "PARSE_LOGS_FOLDER": str(logs),
+        # Read by Parse's default logger when the module loads, before the options apply.
+        "PARSE_SERVER_LOGS_FOLDER": str(logs),
         "NODE_ENV": "production",
     }
     server = _start(

@@ -105,6 +105,9 @@ DATABASES = {
 }
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 if DATABASE_IS_POSTGRES:
+    # Django's backend with a health check that polls the socket before it
+    # asks the server (apps/core/db/postgresql/base.py): no SELECT 1 per request.
+    DATABASES["default"]["ENGINE"] = "apps.core.db.postgresql"
     # Persistent connections: no connect per request under WSGI workers.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -503,6 +506,10 @@ CELERY_IMPORTS: list[str] = [*globals().get("CELERY_IMPORTS", []), "apps.account
 CONTENT_PUBLIC_CACHE_TTL = env.int("CONTENT_PUBLIC_CACHE_TTL", default=30)
 # The largest ``data`` of one document, in bytes of JSON (413 above it).
 CONTENT_DOCUMENT_MAX_BYTES = env.int("CONTENT_DOCUMENT_MAX_BYTES", default=256 * 1024)
+# Each process keeps collection definitions this many seconds in front of the
+# shared cache (no cache round trip per request); a definition changed by
+# another process is seen within it. 0: ask the shared cache every time.
+CONTENT_COLLECTION_LOCAL_CACHE_SECONDS = env.float("CONTENT_COLLECTION_LOCAL_CACHE_SECONDS", default=5.0)
 KEEL_DEMO_SEEDERS = [*KEEL_DEMO_SEEDERS, "apps.content.demo.seed_demo_collection"]
 KEEL_ACCOUNT_EXPORTERS = globals().get("KEEL_ACCOUNT_EXPORTERS", []) + [
     "apps.content.services.privacy.documents_export_for_user",

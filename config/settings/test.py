@@ -18,6 +18,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests of the admin MFA switch it on themselves.
 ADMIN_REQUIRE_MFA = False
+# Tests clear the shared cache between them; a per-process copy would outlive it
+# (the tests of that copy switch it on themselves).
+CONTENT_COLLECTION_LOCAL_CACHE_SECONDS = 0
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -99,7 +99,8 @@ def test_database_and_redis_urls_switch_every_backend(tmp_path):
         REDIS_URL="redis://cache.internal:6379/2",
     )
 
-    assert loaded["engine"] == "django.db.backends.postgresql"
+    # Django's PostgreSQL backend with Keel's round-trip-free health check.
+    assert loaded["engine"] == "apps.core.db.postgresql"
     assert loaded["db_name"] == "keel"
     assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert loaded["cache_location"] == "redis://cache.internal:6379/2"

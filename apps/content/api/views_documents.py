@@ -222,16 +222,18 @@ class DocumentListView(KeelAPIView):
         collection = _collection_or_404(name)
         serializer = DocumentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        principals = principals_for_user(user=request.user)
+        # The service looks the caller's roles up only if the collection's rule needs them.
         document = document_create(
             collection=collection,
             actor=request.user,
             data=serializer.validated_data["data"],
             acl=serializer.validated_data.get("acl"),
-            principals=principals,
         )
         body = document_render(
-            collection=collection, document=document, principals=principals, user=request.user
+            collection=collection,
+            document=document,
+            principals=principals_for_reading(user=request.user),
+            user=request.user,
         )
         location = request.build_absolute_uri(
             f"/api/v1/collections/{collection.name}/documents/{document.pk}"
@@ -285,7 +287,7 @@ class DocumentDetailView(KeelAPIView):
         body = document_render(
             collection=collection,
             document=document,
-            principals=principals_for_user(user=request.user),
+            principals=principals_for_reading(user=request.user),
             user=request.user,
         )
         return Response(body, headers={"ETag": document_etag(document)})

@@ -69,6 +69,23 @@ def principals_for_user(*, user: Any) -> list[str]:
     return principals
 
 
+def principals_for_create_rule(*, user: Any, rule: str) -> list[str]:
+    """What a check of a collection's ``create_permission`` needs of the caller's principals.
+
+    The roles (one query) only when the rule names a role; otherwise the
+    same principals as :func:`principals_for_user` minus the roles, which no
+    other rule looks at.
+    """
+    if rule.startswith(ROLE_PREFIX):
+        return principals_for_user(user=user)
+    if user is None or not user.is_authenticated:
+        return [PUBLIC]
+    principals = [PUBLIC, AUTHENTICATED, user_principal(user.pk)]
+    if user_has_bypass(user=user):
+        principals.append(BYPASS)
+    return principals
+
+
 def principals_for_reading(*, user: Any) -> Sequence[str]:
     """The principals for read queries, with the roles resolved inside those queries.
 

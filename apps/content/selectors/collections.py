@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from jsonschema import Draft202012Validator, FormatChecker
@@ -327,10 +328,40 @@ def collection_cache_key(name: str) -> str:
     return f"{_CACHE_PREFIX}{name}"
 
 
+# name -> (monotonic deadline, definition or None): a copy per process in front of the
+# shared cache, so that a request needs no cache round trip for its collection.
+_local: dict[str, tuple[float, CollectionDef | None]] = {}
+_LOCAL_MAX_ENTRIES = 1024
+
+
+def collection_local_forget(*, name: str) -> None:
+    """Drop this process's copy of a definition (the services call it when it changes)."""
+    _local.pop(name, None)
+
+
 def collection_get(*, name: str) -> CollectionDef | None:
-    """The definition named ``name`` (cached), or None."""
+    """The definition named ``name`` (cached), or None.
+
+    Each process keeps what it read for ``CONTENT_COLLECTION_LOCAL_CACHE_SECONDS``
+    (0: not at all) in front of the shared cache: a change made by another
+    process is seen within that time, one made by this process at once.
+    """
     if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,62}$", name):
         return None
+    local_ttl: float = settings.CONTENT_COLLECTION_LOCAL_CACHE_SECONDS
+    if local_ttl > 0:
+        held = _local.get(name)
+        if held is not None and held[0] > time.monotonic():
+            return held[1]
+    found = _collection_get_shared(name)
+    if local_ttl > 0:
+        if len(_local) >= _LOCAL_MAX_ENTRIES:
+            _local.clear()
+        _local[name] = (time.monotonic() + local_ttl, found)
+    return found
+
+
+def _collection_get_shared(name: str) -> CollectionDef | None:
     key = collection_cache_key(name)
     cached = cache.get(key)
     if cached == _MISSING:

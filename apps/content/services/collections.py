@@ -22,6 +22,7 @@ from apps.content.selectors.collections import (
     collection_cache_key,
     collection_definition,
     collection_generation_key,
+    collection_local_forget,
     schema_compile,
 )
 from apps.content.selectors.query import DataValue
@@ -50,8 +51,14 @@ _ROLE_RULE = re.compile(r"^role:[^\x00-\x1f]{1,150}$")
 
 
 def collection_cache_invalidate(*, name: str) -> None:
-    """Forget the cached definition (after commit, so no reader caches the old one again)."""
-    transaction.on_commit(lambda: cache.delete(collection_cache_key(name)))
+    """Forget the cached definition (after commit, so no reader caches the old one again);
+    other processes drop their own copies within ``CONTENT_COLLECTION_LOCAL_CACHE_SECONDS``."""
+
+    def forget() -> None:
+        cache.delete(collection_cache_key(name))
+        collection_local_forget(name=name)
+
+    transaction.on_commit(forget)
 
 
 def collection_generation_bump(*, name: str) -> None:

@@ -32,6 +32,7 @@ from apps.content.selectors.acl import (
     document_readable_by,
     document_writable_by,
     has_bypass,
+    principals_for_create_rule,
     principals_for_user,
     user_principal,
 )
@@ -248,7 +249,9 @@ def document_create(
     """
     if actor is None or not actor.is_authenticated:
         raise NotAuthenticated()
-    principals = _principals(actor, principals)
+    if principals is None:
+        # Only a role rule needs the caller's roles (a query).
+        principals = principals_for_create_rule(user=actor, rule=collection.create_permission)
     if not user_may_create_in(collection=collection, user=actor, principals=principals):
         raise PermissionDeniedError("You may not create documents in this collection.")
     clean_data = document_data_clean(collection=collection, data=data)
@@ -273,11 +276,15 @@ def document_create(
         updated_at=now,
     )
     _set_principals(document, collection=collection)
-    try:
-        with transaction.atomic():
-            document.save(force_insert=True)
-    except IntegrityError:
-        raise Conflict("A document with this id exists already.") from None
+    if document_id is None:
+        # A fresh uuid4 cannot collide: no savepoint (two round trips) to catch it.
+        document.save(force_insert=True)
+    else:
+        try:
+            with transaction.atomic():
+                document.save(force_insert=True)
+        except IntegrityError:
+            raise Conflict("A document with this id exists already.") from None
     document_history_record(collection=collection, document=document, previous_data=None, stamp=stamp)
     _change_append(collection_name=collection.name, document=document, op=Change.Op.UPSERT, actor=actor)
     collection_generation_bump(name=collection.name)
