@@ -432,25 +432,24 @@ class RedisTransport(Transport):
 
     async def _subscribe(self, channel: str) -> None:
         async with self._lock:
-            if channel in self._subscribed:
-                return
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._confirmations[channel] = waiter
-            await self.pubsub.subscribe(channel)
-            self._subscribed.add(channel)
+            waiter = self._confirmations.get(channel)
+            if waiter is None:
+                waiter = asyncio.get_running_loop().create_future()
+                self._confirmations[channel] = waiter
+                await self.pubsub.subscribe(channel)
+                self._subscribed.add(channel)
             if self._listener is None:
                 self._listener = asyncio.get_running_loop().create_task(self._listen())
-        # Once Redis confirms, every later PUBLISH on the channel reaches us.
-        try:
-            await asyncio.wait_for(waiter, timeout=5)
-        finally:
-            self._confirmations.pop(channel, None)
+        # Once Redis confirms, every later PUBLISH on the channel reaches us
+        # (a second caller for the same channel waits for the same answer).
+        await asyncio.wait_for(asyncio.shield(waiter), timeout=5)
 
     async def _unsubscribe(self, channel: str) -> None:
         async with self._lock:
             if channel not in self._subscribed:
                 return
             self._subscribed.discard(channel)
+            self._confirmations.pop(channel, None)
             await self.pubsub.unsubscribe(channel)
 
     async def _listen(self) -> None:
