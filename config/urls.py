@@ -16,8 +16,9 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema")),
     path("admin/", admin.site.urls),
     path(".well-known/", include("apps.accounts.api.urls_wellknown")),
-    path("api/v1/", include("apps.accounts.api.urls")),
+    # Documents are the busiest routes: resolved first (the two sets share no path).
     path("api/v1/", include("apps.content.api.urls")),
+    path("api/v1/", include("apps.accounts.api.urls")),
 ]
 
 # Keep this last: any other path under /api/ is a problem+json 404, also with

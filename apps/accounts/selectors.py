@@ -71,9 +71,21 @@ def _session_state(*, session_id: uuid.UUID) -> str | None:
     return state
 
 
+# Access tokens this process has verified, by their exact text: a client sends the same
+# token with every request for its whole (short) life, and its signature, algorithm and
+# type cannot change. Only the expiry is checked again on each use.
+_verified: dict[str, tuple[str, uuid.UUID, datetime]] = {}
+_VERIFIED_MAX_ENTRIES = 4096
+
+
 def _access_claims(token: str) -> tuple[str, uuid.UUID, datetime] | None:
     """``(user id, session id, expiry)`` of a valid access token (signature, algorithm,
     expiry, type), or ``None``; the session is not looked at."""
+    known = _verified.get(token)
+    if known is not None:
+        if known[2] > timezone.now():
+            return known
+        _verified.pop(token, None)
     try:
         access = AccessToken(token)  # type: ignore[arg-type]
     except TokenError:
@@ -86,7 +98,11 @@ def _access_claims(token: str) -> tuple[str, uuid.UUID, datetime] | None:
         parsed = uuid.UUID(str(session_id))
     except ValueError:
         return None
-    return str(user_id), parsed, datetime.fromtimestamp(int(access["exp"]), tz=UTC)
+    claims = str(user_id), parsed, datetime.fromtimestamp(int(access["exp"]), tz=UTC)
+    if len(_verified) >= _VERIFIED_MAX_ENTRIES:
+        _verified.clear()
+    _verified[token] = claims
+    return claims
 
 
 def access_token_identify(*, token: str) -> AccessIdentity | None:

@@ -3,6 +3,7 @@ database's word on revocation, and the session touch only looked up when it is d
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -101,3 +102,29 @@ def test_the_user_is_read_with_its_session_in_one_query(django_assert_num_querie
     assert found.user.pk == user.pk and found.user.display_name == "Ada"
     assert found.identity.session_id == issued.session_id
     assert found.touch_due is False
+
+
+def test_a_token_verified_before_is_refused_once_it_expires():
+    issued = tokens_issue_for_user(user=UserFactory())
+    short = AccessToken()
+    short["sub"] = str(issued.user.pk)
+    short["sid"] = issued.session_id
+    short.set_exp(lifetime=timedelta(seconds=1))
+    token = str(short)
+
+    assert access_token_user(token=token) is not None  # verified and remembered
+    deadline = time.monotonic() + 5
+    while access_token_user(token=token) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert access_token_user(token=token) is None
+    assert _client(token).get(SESSIONS).status_code == 401
+
+
+def test_a_tampered_copy_of_a_verified_token_is_refused():
+    issued = tokens_issue_for_user(user=UserFactory())
+    assert access_token_user(token=issued.access) is not None
+    header, payload, signature = issued.access.split(".")
+    tampered = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+
+    assert access_token_user(token=tampered) is None

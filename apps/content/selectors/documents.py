@@ -11,6 +11,7 @@ import copy
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -85,15 +86,41 @@ def document_ids_matching(
     return {str(pk) for pk in queryset.values_list("pk", flat=True)}
 
 
+class DocumentRow:
+    """A listed document: the columns the API shows and the order values, read with
+    ``values()`` (no model instance, no principal arrays); the attributes a
+    :class:`Document` has for them, so rendering and cursors take either."""
+
+    id: uuid.UUID
+    owner_id: Any
+    data: Any
+    acl: Any
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    @property
+    def pk(self) -> Any:
+        return self.id
+
+
+# What document_as_dict and the cursors read of a row.
+_ROW_COLUMNS = ("id", "owner_id", "data", "acl", "version", "created_at", "updated_at", "deleted_at")
+
+
 @dataclass
 class DocumentPage:
-    documents: list[Document]
+    documents: list[DocumentRow]
     next_cursor: Cursor | None
     previous_cursor: Cursor | None
     count: int | None
 
 
-def _row_cursor(query: DocumentQuery, row: Document, *, backwards: bool = False) -> Cursor:
+def _row_cursor(query: DocumentQuery, row: DocumentRow, *, backwards: bool = False) -> Cursor:
     values: list[Any] = []
     for key in query.order:
         value = cursor_value_of(key, row)
@@ -122,7 +149,7 @@ def document_list_page(
         queryset = queryset.annotate(**annotations)
     backwards = cursor is not None and cursor.backwards
     queryset = queryset.order_by(*(key.order_by(reverse=backwards) for key in query.order))
-    rows = list(queryset[: limit + 1])
+    rows = [DocumentRow(values) for values in queryset.values(*_ROW_COLUMNS, *annotations)[: limit + 1]]
     has_more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -152,7 +179,7 @@ def document_list_page(
 # --- Rendering ----------------------------------------------------------------
 
 
-def document_as_dict(document: Document, *, collection_name: str) -> dict[str, Any]:
+def document_as_dict(document: Document | DocumentRow, *, collection_name: str) -> dict[str, Any]:
     """The contract's document object (``data`` as stored, without expansions)."""
     return {
         "id": str(document.pk),
@@ -235,7 +262,7 @@ def _sparse(rendered: dict[str, Any], fields: list[tuple[str, ...]]) -> dict[str
 def documents_render(
     *,
     collection: CollectionDef,
-    documents: list[Document],
+    documents: Sequence[Document | DocumentRow],
     principals: Sequence[str],
     user: Any,
     include: list[FieldInfo] | None = None,
