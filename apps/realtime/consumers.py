@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 import structlog
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.core.request_context import bind_request_id, new_request_id
 from apps.core.throttling import throttle_rate
+from apps.realtime.blocking import blocking
 from apps.realtime.hub import Hub, Subscription, frame_resync_required, hub_get
 from apps.realtime.metrics import (
     CONNECTIONS,
@@ -350,7 +350,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         for room in list(self.rooms):
             try:
-                await database_sync_to_async(room_authorize)(subscriber=subscriber, room=room)
+                await blocking(room_authorize)(subscriber=subscriber, room=room)
             except Exception:  # noqa: BLE001 - any refusal ends the membership
                 self.rooms.discard(room)
                 await self.hub.room_leave(self, room=room)
@@ -447,7 +447,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            await database_sync_to_async(room_authorize)(subscriber=self._subscriber(), room=room)
+            await blocking(room_authorize)(subscriber=self._subscriber(), room=room)
         except TopicError as exc:
             self._error(exc.code, frame_id, detail=exc.detail)
             return
@@ -489,10 +489,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
 
 async def _authorize(kind: TopicKind, subscriber: Subscriber, argument: str, where: Any) -> Any:
-    return await database_sync_to_async(kind.authorize)(subscriber=subscriber, argument=argument, where=where)
+    return await blocking(kind.authorize)(subscriber=subscriber, argument=argument, where=where)
 
 
-@database_sync_to_async
+@blocking
 def _identify(token: str) -> Any:
     from apps.accounts.selectors import access_token_identify
 

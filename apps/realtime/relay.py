@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.realtime.blocking import blocking
 from apps.realtime.metrics import EVENTS_DROPPED, EVENTS_PUBLISHED, RELAY_POSITION
 from apps.realtime.services.topics import EventSource, Record
 from apps.realtime.transport import Transport
@@ -40,7 +40,7 @@ logger = structlog.get_logger(__name__)
 
 
 def _db(function: Any) -> Any:
-    return database_sync_to_async(function)
+    return blocking(function)
 
 
 class Relay:
