@@ -16,6 +16,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.accounts.models import DeviceChallenge, Session, User
+from apps.core.db.rows import ModelRows
 
 SESSION_STATE_REVOKED = "revoked"
 # An active entry is re-read from the database this often, so a deactivated
@@ -156,18 +157,19 @@ def access_token_user(*, token: str) -> AccessUser | None:
         User._meta.pk.get_db_prep_value(user_pk, connection),  # type: ignore[union-attr]
         Session._meta.pk.get_db_prep_value(session_id, connection),  # type: ignore[union-attr]
     ]
-    # Raw SQL built once per database: compiling the equivalent queryset cost more
+    # SQL written once per database: compiling the equivalent queryset cost more
     # than running it, on every authenticated request.
-    found = list(User.objects.raw(_user_with_session_sql(connection), params))
+    found = _USER_ROWS.fetch(_user_with_session_sql(connection), params, using=User.objects.db)
     if not found:
         return None
-    user = found[0]
-    touch_due = bool(getattr(user, "session_touch_due", True))
+    user, (touch_due_value,) = found[0]
+    touch_due = bool(touch_due_value)
     identity = AccessIdentity(user_id=user_id, session_id=str(session_id), expires_at=expires_at)
     return AccessUser(user=user, identity=identity, touch_due=touch_due)
 
 
 _USER_WITH_SESSION_SQL: dict[str, str] = {}  # per database vendor
+_USER_ROWS = ModelRows(User)
 
 
 def _user_with_session_sql(connection: BaseDatabaseWrapper) -> str:
@@ -181,7 +183,7 @@ def _user_with_session_sql_build(connection: BaseDatabaseWrapper) -> str:
     """``SELECT`` the active user with its live session (and whether ``last_seen_at`` is due)."""
     quote = connection.ops.quote_name
     user_table, session_table = User._meta.db_table, Session._meta.db_table
-    columns = ", ".join(f"u.{quote(field.column)}" for field in User._meta.concrete_fields)
+    columns = _USER_ROWS.columns(connection, "u")
     session_user = Session._meta.get_field("user").column  # type: ignore[union-attr]
     return (
         f"SELECT {columns}, "  # noqa: S608 - quoted names of our own tables; values are parameters

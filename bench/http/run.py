@@ -82,9 +82,9 @@ def _pg(dbname: str) -> Any:
     return psycopg.connect(f"{PG}/{dbname}", autocommit=True)
 
 
-def databases_prepare(*, fresh: bool) -> None:
+def databases_prepare(*, fresh: bool, names: tuple[str, ...] = (KEEL_DB, PARSE_DB)) -> None:
     with _pg("postgres") as conn:
-        for name in (KEEL_DB, PARSE_DB):
+        for name in names:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
             if exists and fresh:
                 conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -533,7 +533,13 @@ def main() -> None:
         keel_seeded: dict[str, Any] = {}
         if not args.no_keel:
             log("migrating keel_bench")
-            keel_manage(env, "migrate", "--noinput", "-v", "0")
+            try:
+                keel_manage(env, "migrate", "--noinput", "-v", "0")
+            except subprocess.CalledProcessError:
+                # Migrations rewritten since the database was made: start it again.
+                log("keel_bench does not follow the migrations; recreating it")
+                databases_prepare(fresh=True, names=(KEEL_DB,))
+                keel_manage(env, "migrate", "--noinput", "-v", "0")
             log(f"seeding Keel ({args.rows} documents)")
             keel_seeded = keel_seed(
                 {**env, "CELERY_TASK_ALWAYS_EAGER": "true"}, "seed", "--rows", str(args.rows)

@@ -80,3 +80,48 @@ def test_get_by_id_and_a_page_cost_one_query_each_after_authentication(client_fo
         assert client.get(f"{_documents('notes')}/{created['id']}").status_code == 200
     with django_assert_num_queries(2):  # the user with its session, the page
         assert client.get(_documents("notes")).json()["results"][0]["id"] == created["id"]
+
+
+def test_get_by_id_reads_exactly_what_the_readable_queryset_reads():
+    from apps.content.selectors.acl import principals_for_reading, principals_for_user
+    from apps.content.selectors.documents import document_get_readable, documents_readable
+    from apps.content.services.documents import document_delete
+
+    CollectionFactory(name="notes", schema=SCHEMA, indexes=[])
+    CollectionFactory(name="other", schema=SCHEMA, indexes=[])
+    notes, other = collection_get(name="notes"), collection_get(name="other")
+    owner, reader, member, stranger = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    member.groups.add(Group.objects.create(name="editors"))
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    docs = [
+        document_create(collection=notes, actor=owner, data={"title": "private"}),
+        document_create(
+            collection=notes, actor=owner, data={"title": "shared"}, acl={"users": {str(reader.pk): "read"}}
+        ),
+        document_create(
+            collection=notes, actor=owner, data={"title": "role"}, acl={"roles": {"editors": "read"}}
+        ),
+        document_create(collection=notes, actor=owner, data={"title": "all"}, acl={"authenticated": "read"}),
+        document_create(collection=notes, actor=owner, data={"title": "gone"}, acl={"authenticated": "read"}),
+    ]
+    document_delete(collection=notes, document_id=docs[-1].pk, actor=owner)
+    elsewhere = document_create(collection=other, actor=owner, data={"title": "x"})
+
+    for user in (owner, reader, member, stranger, staff):
+        for principals in (principals_for_reading(user=user), principals_for_user(user=user)):
+            for doc in [*docs, elsewhere]:
+                expected = (
+                    documents_readable(collection=notes, principals=principals).filter(pk=doc.pk).first()
+                )
+                found = document_get_readable(collection=notes, document_id=doc.pk, principals=principals)
+                assert (found.pk if found else None) == (expected.pk if expected else None)
+                if found is not None:
+                    assert (found.data, found.acl, found.version, found.created_at) == (
+                        expected.data,
+                        expected.acl,
+                        expected.version,
+                        expected.created_at,
+                    )
+    anonymous = document_get_readable(collection=notes, document_id=docs[3].pk, principals=["public"])
+    assert anonymous is None
+    assert document_get_readable(collection=notes, document_id="not-a-uuid", principals=["public"]) is None

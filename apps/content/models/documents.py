@@ -138,32 +138,38 @@ class PrincipalsOverlap(Lookup):  # type: ignore[type-arg]
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        values: list[str] = list(self.rhs)
-        roles_of = getattr(self.rhs, "roles_of", None)
-        roles_sql, roles_params = _roles_subquery(connection, roles_of) if roles_of is not None else ("", [])
-        if connection.vendor == "postgresql":
-            if roles_sql:
-                return (
-                    f"{lhs_sql} && (%s::text[] || ARRAY({roles_sql}))",
-                    [*lhs_params, values, *roles_params],
-                )
-            if not values:
-                return "1 = 0", []
-            return f"{lhs_sql} && %s::text[]", [*lhs_params, values]
-        conditions: list[str] = []
-        params: list[Any] = []
-        if values:
-            conditions.append(f"json_each.value IN ({', '.join(['%s'] * len(values))})")
-            params.extend(values)
+        sql, params = principals_overlap_sql(lhs_sql, self.rhs, connection)
+        return sql, [*lhs_params, *params] if sql != "1 = 0" else []
+
+
+def principals_overlap_sql(
+    column_sql: str, principals: Sequence[str], connection: Any
+) -> tuple[str, list[Any]]:
+    """The condition "``column_sql`` shares a principal with ``principals``" (a
+    :class:`PrincipalsWithRoles` adds the roles as a sub-select), for this database."""
+    values: list[str] = list(principals)
+    roles_of = getattr(principals, "roles_of", None)
+    roles_sql, roles_params = _roles_subquery(connection, roles_of) if roles_of is not None else ("", [])
+    if connection.vendor == "postgresql":
         if roles_sql:
-            conditions.append(f"json_each.value IN ({roles_sql})")
-            params.extend(roles_params)
-        if not conditions:
+            return f"{column_sql} && (%s::text[] || ARRAY({roles_sql}))", [values, *roles_params]
+        if not values:
             return "1 = 0", []
-        return (
-            f"EXISTS (SELECT 1 FROM json_each({lhs_sql}) WHERE {' OR '.join(conditions)})",  # noqa: S608
-            [*lhs_params, *params],
-        )
+        return f"{column_sql} && %s::text[]", [values]
+    conditions: list[str] = []
+    params: list[Any] = []
+    if values:
+        conditions.append(f"json_each.value IN ({', '.join(['%s'] * len(values))})")
+        params.extend(values)
+    if roles_sql:
+        conditions.append(f"json_each.value IN ({roles_sql})")
+        params.extend(roles_params)
+    if not conditions:
+        return "1 = 0", []
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({column_sql}) WHERE {' OR '.join(conditions)})",  # noqa: S608
+        params,
+    )
 
 
 class PrincipalsGinIndex(GinIndex):
