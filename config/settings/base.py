@@ -126,7 +126,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, without a new client object per call (apps/core/cache.py).
+            "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "keel",
         }
@@ -582,6 +583,11 @@ CELERY_IMPORTS = [*CELERY_IMPORTS, "apps.content.tasks_sync"]
 KEEL_ACCOUNT_ERASERS = KEEL_ACCOUNT_ERASERS + [
     "apps.content.services.sync_history.sync_history_erase_for_user",
 ]
+
+# --- Payments ---------------------------------------------------------------
+
+# The catalog (GET payments/products) and its demo product; purchases come later.
+KEEL_DEMO_SEEDERS = [*KEEL_DEMO_SEEDERS, "apps.payments.demo.seed_demo_product"]
 
 # --- Realtime ---------------------------------------------------------------
 

@@ -102,7 +102,7 @@ def test_database_and_redis_urls_switch_every_backend(tmp_path):
     # Django's PostgreSQL backend with Keel's round-trip-free health check.
     assert loaded["engine"] == "apps.core.db.postgresql"
     assert loaded["db_name"] == "keel"
-    assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert loaded["cache"] == "apps.core.cache.RedisCache"  # Django's, reusing its client objects
     assert loaded["cache_location"] == "redis://cache.internal:6379/2"
     assert loaded["channel_layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert loaded["broker"] == "redis://cache.internal:6379/2"

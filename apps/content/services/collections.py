@@ -62,17 +62,15 @@ def collection_cache_invalidate(*, name: str) -> None:
 
 
 def collection_generation_bump(*, name: str) -> None:
-    """Invalidate every cached response of the collection, once the write is committed."""
+    """Invalidate every cached response of the collection, once the write is committed.
 
-    def bump() -> None:
-        key = collection_generation_key(name)
-        try:
-            cache.incr(key)
-        except ValueError:
-            # No counter yet (or it was evicted): readers start one from the clock.
-            cache.delete(key)
-
-    transaction.on_commit(bump)
+    The counter is dropped rather than incremented: the next reader starts a
+    new one from the clock (``collection_generation``), a number no cached
+    response was stored under. One cache call, where an increment took two
+    (Django's Redis ``incr`` checks that the key exists first) and a third
+    when there was no counter.
+    """
+    transaction.on_commit(lambda: cache.delete(collection_generation_key(name)))
 
 
 # --- Definitions ------------------------------------------------------------
