@@ -19,6 +19,7 @@ urlpatterns = [
     # Documents are the busiest routes: resolved first (the two sets share no path).
     path("api/v1/", include("apps.content.api.urls")),
     path("api/v1/", include("apps.accounts.api.urls")),
+    path("api/v1/", include("apps.payments.api.urls")),
 ]
 
 # Keep this last: any other path under /api/ is a problem+json 404, also with

@@ -584,6 +584,11 @@ KEEL_ACCOUNT_ERASERS = KEEL_ACCOUNT_ERASERS + [
     "apps.content.services.sync_history.sync_history_erase_for_user",
 ]
 
+# --- Payments ---------------------------------------------------------------
+
+# The catalog (GET payments/products) and its demo product; purchases come later.
+KEEL_DEMO_SEEDERS = [*KEEL_DEMO_SEEDERS, "apps.payments.demo.seed_demo_product"]
+
 # --- Realtime ---------------------------------------------------------------
 
 # A WebSocket that has not sent a valid auth frame by then is closed (4401).
