@@ -157,7 +157,7 @@ class DeviceChallengeListView(KeelGenericAPIView):
     throttle_classes = _THROTTLES
     serializer_class = s.ChallengeSerializer
 
-    @extend_schema(operation_id="auth_device_challenges_list")
+    @extend_schema(operation_id="auth_device_challenges_list", responses=s.ChallengeSerializer(many=True))
     def get(self, request: Request) -> Response:
         queryset = device_challenge_list_pending_for_user(user=request.user)  # type: ignore[arg-type]
         page = self.paginate_queryset(queryset)
@@ -236,7 +236,7 @@ class SessionListView(KeelGenericAPIView):
     throttle_classes = _THROTTLES
     serializer_class = s.SessionSerializer
 
-    @extend_schema(operation_id="auth_sessions_list")
+    @extend_schema(operation_id="auth_sessions_list", responses=s.SessionSerializer(many=True))
     def get(self, request: Request) -> Response:
         queryset = session_list_for_user(
             user=request.user,  # type: ignore[arg-type]
