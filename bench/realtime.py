@@ -184,13 +184,21 @@ def register(servers: Servers) -> dict[str, Any]:
     return response.json()
 
 
-async def open_sockets(url: str, token: str, count: int, *, concurrency: int = 200) -> list[Any]:
+async def open_sockets(
+    url: str, token: str, count: int, *, deflate: bool = True, concurrency: int = 200
+) -> list[Any]:
     sockets: list[Any] = []
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
         async with gate:
-            ws = await connect(url, open_timeout=60, ping_interval=None, max_queue=None)
+            ws = await connect(
+                url,
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+                compression="deflate" if deflate else None,
+            )
             await ws.send(json.dumps({"type": "auth", "token": token}))
             ready = json.loads(await ws.recv())
             assert ready["type"] == "ready", ready
@@ -200,17 +208,18 @@ async def open_sockets(url: str, token: str, count: int, *, concurrency: int = 2
     return sockets
 
 
-async def idle_phase(servers: Servers, token: str, count: int) -> dict[str, Any]:
+async def idle_phase(servers: Servers, token: str, count: int, *, deflate: bool) -> dict[str, Any]:
     await asyncio.sleep(2)
     before = memory_kib(servers.uvicorn.pid)
     started = time.monotonic()
-    sockets = await open_sockets(servers.ws_url, token, count)
+    sockets = await open_sockets(servers.ws_url, token, count, deflate=deflate)
     opened = time.monotonic() - started
     await asyncio.sleep(5)  # let the servers settle (lazy allocations, GC)
     after = memory_kib(servers.uvicorn.pid)
     await asyncio.gather(*(ws.close() for ws in sockets))
     return {
         "sockets": count,
+        "permessage_deflate": deflate,
         "open_seconds": round(opened, 1),
         "server_rss_before_mib": round(before / 1024, 1),
         "server_rss_after_mib": round(after / 1024, 1),
@@ -322,10 +331,12 @@ async def main(args: argparse.Namespace) -> None:
         token = account["access"]
         results: dict[str, Any] = {"ws_workers": args.ws_workers, "http_workers": args.http_workers}
         if args.idle:
-            results["idle"] = await idle_phase(servers, token, args.idle)
+            results["idle"] = await idle_phase(servers, token, args.idle, deflate=args.deflate)
             print(json.dumps(results["idle"]), flush=True)
         if args.subscribers:
-            results["fanout"] = await fanout_phase(servers, token, args.subscribers, args.writes, args.burst)
+            results["fanout"] = await fanout_phase(
+                servers, token, args.subscribers, args.writes, args.burst, deflate=args.deflate
+            )
             print(json.dumps(results["fanout"]), flush=True)
         print(json.dumps(results, indent=2))
     finally:
@@ -344,4 +355,10 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=200, help="writes in the throughput burst")
     parser.add_argument("--ws-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--http-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--deflate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="clients offer permessage-deflate, as most WebSocket libraries do (the server accepts it)",
+    )
     asyncio.run(main(parser.parse_args()))

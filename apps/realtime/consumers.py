@@ -105,21 +105,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.rooms: set[str] = set()
         self._queue: deque[tuple[str, float | None, str | None]] = deque()
         self._queue_bytes = 0
-        self._queue_ready = asyncio.Event()
         self._close_code: int | None = None
         self._gone = False
         rate = settings.REALTIME_MAX_FRAMES_PER_SECOND
         self._frames = TokenBucket(rate=rate, capacity=rate * 2)
         self._broadcasts = bucket_for_rate(throttle_rate("ws_broadcast"))
         self._throttled_in_a_row = 0
-        self._auth_deadline: asyncio.Task[None] | None = None
-        self._expiry: asyncio.Task[None] | None = None
+        # Timers and the writer are created only when needed: an idle socket
+        # holds no task of its own, which keeps it small.
+        self._auth_deadline: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self.hub = await hub_get()
         await self.accept()
-        loop = asyncio.get_running_loop()
-        self._writer = loop.create_task(self._write_loop())
-        self._auth_deadline = loop.create_task(self._close_unless_authenticated())
+        self._auth_deadline = asyncio.get_running_loop().call_later(
+            settings.REALTIME_AUTH_TIMEOUT_SECONDS, self._close_unless_authenticated
+        )
         CONNECTIONS.inc()
         self.log.info("ws_connected")
 
@@ -127,9 +128,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self._gone:
             return
         self._gone = True
-        for task in (self._auth_deadline, self._expiry, self._writer):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+        for timer in (self._auth_deadline, self._expiry):
+            if timer is not None:
+                timer.cancel()
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
         for subscription in list(self.subscriptions.values()):
             try:
                 await self.hub.subscription_stop(subscription)
@@ -164,7 +167,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     def _push(self, frame: str, committed_at: float | None = None, kind: str | None = None) -> None:
         self._queue.append((frame, committed_at, kind))
         self._queue_bytes += len(frame)
-        self._queue_ready.set()
+        self._ensure_writer()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     def _overflow(self) -> None:
         dropped = sum(1 for _, committed_at, _ in self._queue if committed_at is not None) + 1
@@ -182,7 +189,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self._queue.clear()
             self._queue_bytes = 0
         self._close_code = code
-        self._queue_ready.set()
+        self._ensure_writer()
 
     def _error(self, code: str, frame_id: str | None = None, *, detail: str | None = None) -> None:
         error: dict[str, Any] = {"type": "error", "code": code}
@@ -200,21 +207,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self._error("invalid_token")
         self._close_after_flush(CLOSE_UNAUTHORIZED)
 
-    async def _write_loop(self) -> None:
+    async def _write(self) -> None:
+        """Send what is queued, in order, then end (the next frame starts a new writer)."""
         try:
-            while True:
-                await self._queue_ready.wait()
-                self._queue_ready.clear()
-                while self._queue:
-                    frame, committed_at, kind = self._queue.popleft()
-                    self._queue_bytes -= len(frame)
-                    await self.send(text_data=frame)
-                    if committed_at is not None:
-                        EVENTS_DELIVERED.labels(kind=kind or "").inc()
-                        DELIVERY_LATENCY.observe(max(0.0, time.time() - committed_at))
-                if self._close_code is not None:
-                    await self.close(code=self._close_code)
-                    return
+            while self._queue:
+                frame, committed_at, kind = self._queue.popleft()
+                self._queue_bytes -= len(frame)
+                await self.send(text_data=frame)
+                if committed_at is not None:
+                    EVENTS_DELIVERED.labels(kind=kind or "").inc()
+                    DELIVERY_LATENCY.observe(max(0.0, time.time() - committed_at))
+            if self._close_code is not None:
+                await self.close(code=self._close_code)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the client went away while we wrote
@@ -235,18 +239,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.log.info("ws_session_revoked")
         self._fail_auth()
 
-    async def _close_unless_authenticated(self) -> None:
-        await asyncio.sleep(settings.REALTIME_AUTH_TIMEOUT_SECONDS)
+    def _close_unless_authenticated(self) -> None:
+        self._auth_deadline = None
         if self.user_id is None:
             self.log.info("ws_auth_timeout")
             self._fail_auth()
 
-    async def _watch_expiry(self, expires_at: datetime) -> None:
+    def _schedule_expiry(self, expires_at: datetime) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         lead = settings.REALTIME_TOKEN_EXPIRING_LEAD_SECONDS
-        await asyncio.sleep(max(0.0, expires_at.timestamp() - time.time() - lead))
+        delay = max(0.0, expires_at.timestamp() - time.time() - lead)
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expiring, expires_at)
+
+    def _token_expiring(self, expires_at: datetime) -> None:
         self.enqueue(_dumps({"type": "token_expiring", "expires_at": expires_at.isoformat()}))
-        await asyncio.sleep(max(0.0, expires_at.timestamp() - time.time()))
-        # A fresh auth frame cancels this task; reaching here means the token expired.
+        remaining = max(0.0, expires_at.timestamp() - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(remaining, self._token_expired)
+
+    def _token_expired(self) -> None:
+        # A fresh auth frame cancels this timer; reaching here means the token expired.
+        self._expiry = None
         self.log.info("ws_token_expired")
         self._fail_auth()
 
@@ -323,10 +336,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
             self._auth_deadline = None
-        if self._expiry is not None:
-            self._expiry.cancel()
         self.expires_at = identity.expires_at
-        self._expiry = asyncio.get_running_loop().create_task(self._watch_expiry(identity.expires_at))
+        self._schedule_expiry(identity.expires_at)
         self.log.info("ws_authenticated", reauthenticated=not first)
         self.enqueue(_dumps({"type": "ready", "connection_id": self.connection_id}))
         if not first:
