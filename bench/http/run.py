@@ -57,7 +57,8 @@ sys.path.insert(0, str(HERE))
 from bench_rows import CREATED_CATEGORY, CREATED_ROW, rows  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-KEEL_DB = "keel_bench"
+# Another database name lets an older checkout be measured beside this one.
+KEEL_DB = os.environ.get("KEEL_BENCH_DB", "keel_bench")
 PARSE_DB = "keel_bench_parse"
 COLLECTION = "bench_items"
 PARSE_CLASS = "BenchItem"
