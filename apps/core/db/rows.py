@@ -10,6 +10,7 @@ with ``Model.from_db``, so they behave exactly like ones from a queryset.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +34,10 @@ class ModelRows(Generic[M]):
             else list(opts.concrete_fields)
         )
         self.attnames = [field.attname for field in self.fields]
+        # Per connection object (one per thread): the compiler and converters bind to it.
+        self._converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def columns(self, connection: BaseDatabaseWrapper, alias: str) -> str:
         """``alias."col", …`` in the order :meth:`fetch` expects them first."""
@@ -53,9 +58,13 @@ class ModelRows(Generic[M]):
             rows = cursor.fetchall()
         if not rows:
             return []
-        compiler = Query(self.model).get_compiler(using=using)
-        table = self.model._meta.db_table
-        converters = compiler.get_converters([field.get_col(table) for field in self.fields])
+        prepared = self._converters.get(connection)
+        if prepared is None:
+            compiler = Query(self.model).get_compiler(using=using)
+            table = self.model._meta.db_table
+            converters = compiler.get_converters([field.get_col(table) for field in self.fields])
+            prepared = self._converters[connection] = (compiler, converters)
+        compiler, converters = prepared
         count = len(self.fields)
         if converters:
             rows = [tuple(row) for row in compiler.apply_converters(rows, converters)]
