@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -91,6 +92,26 @@ def memory_kib(root: int) -> int:
     return sum(rss_kib(pid) for pid in family(root))
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """User and system CPU time of ``root`` and its children so far."""
+    total = 0
+    for pid in family(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
@@ -135,7 +156,8 @@ class Servers:
         self.uvicorn = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port",
              str(self.ws_port), "--workers", str(args.ws_workers), "--lifespan", "off", "--no-access-log",
-             "--log-level", "warning", "--ws-ping-interval", "0"],
+             "--log-level", "warning", "--ws-ping-interval", "0",
+             *([] if args.server_deflate else ["--ws-per-message-deflate", "False"])],
             cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         for port in (self.http_port, self.ws_port):
@@ -279,9 +301,9 @@ def committed_at(document: dict[str, Any]) -> float:
 
 
 async def fanout_phase(
-    servers: Servers, token: str, subscribers: int, writes: int, burst: int
+    servers: Servers, token: str, subscribers: int, writes: int, burst: int, *, deflate: bool
 ) -> dict[str, Any]:
-    sockets = await open_sockets(servers.ws_url, token, subscribers)
+    sockets = await open_sockets(servers.ws_url, token, subscribers, deflate=deflate)
     audience = Subscribers(sockets)
     await audience.start()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{servers.http_port}", timeout=30) as client:
@@ -293,6 +315,7 @@ async def fanout_phase(
             latencies.append(max(audience.arrivals[document["id"]]) - committed_at(document))
         # Throughput: a burst from 4 concurrent writers.
         frames_before = audience.frames
+        cpu_before = (cpu_seconds(servers.uvicorn.pid), cpu_seconds(servers.gunicorn.pid), own_cpu_seconds())
         started = time.monotonic()
         documents: list[dict[str, Any]] = []
 
@@ -305,6 +328,7 @@ async def fanout_phase(
         await audience.wait_for([document["id"] for document in documents], timeout=600)
         elapsed = time.monotonic() - started
         delivered = audience.frames - frames_before
+        cpu_after = (cpu_seconds(servers.uvicorn.pid), cpu_seconds(servers.gunicorn.pid), own_cpu_seconds())
     for task in audience.tasks:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -321,6 +345,11 @@ async def fanout_phase(
         "frames_delivered": delivered,
         "frames_per_second": round(delivered / elapsed),
         "writes_per_second": round(burst / elapsed, 1),
+        "burst_cpu_seconds": {
+            "uvicorn": round(cpu_after[0] - cpu_before[0], 1),
+            "gunicorn": round(cpu_after[1] - cpu_before[1], 1),
+            "client": round(cpu_after[2] - cpu_before[2], 1),
+        },
     }
 
 
@@ -329,7 +358,12 @@ async def main(args: argparse.Namespace) -> None:
     try:
         account = register(servers)
         token = account["access"]
-        results: dict[str, Any] = {"ws_workers": args.ws_workers, "http_workers": args.http_workers}
+        results: dict[str, Any] = {
+            "ws_workers": args.ws_workers,
+            "http_workers": args.http_workers,
+            "client_deflate": args.deflate,
+            "server_deflate": args.server_deflate,
+        }
         if args.idle:
             results["idle"] = await idle_phase(servers, token, args.idle, deflate=args.deflate)
             print(json.dumps(results["idle"]), flush=True)
@@ -359,6 +393,12 @@ if __name__ == "__main__":
         "--deflate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="clients offer permessage-deflate, as most WebSocket libraries do (the server accepts it)",
+        help="clients offer permessage-deflate, as most WebSocket libraries do",
+    )
+    parser.add_argument(
+        "--server-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="uvicorn accepts permessage-deflate (its default); off: --ws-per-message-deflate False",
     )
     asyncio.run(main(parser.parse_args()))
