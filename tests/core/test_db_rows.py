@@ -41,3 +41,18 @@ def test_no_rows_is_an_empty_list():
     quote = connection.ops.quote_name
     sql = f"SELECT {rows.columns(connection, 'u')} FROM {quote(model._meta.db_table)} u WHERE 1 = 0"
     assert rows.fetch(sql, []) == []
+
+
+def test_a_subset_of_fields_in_any_order_loads_each_value_into_its_field():
+    user = UserFactory(display_name="Grace")
+    model = get_user_model()
+    rows = ModelRows(model, fields=["display_name", "email", "id"])
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    sql = f"SELECT {rows.columns(connection, 'u')} FROM {table} u WHERE u.{quote('id')} = %s"
+
+    ((loaded, extra),) = rows.fetch(sql, [model._meta.pk.get_db_prep_value(user.pk, connection)])
+
+    assert extra == ()
+    assert (loaded.pk, loaded.email, loaded.display_name) == (user.pk, user.email, "Grace")
+    assert loaded.get_deferred_fields() >= {"password", "is_active"}

@@ -28,11 +28,11 @@ class ModelRows(Generic[M]):
     def __init__(self, model: type[M], fields: Sequence[str] | None = None) -> None:
         self.model = model
         opts = model._meta
-        self.fields: list[Field[Any, Any]] = (
-            [opts.get_field(name) for name in fields]  # type: ignore[misc]
-            if fields
-            else list(opts.concrete_fields)
-        )
+        wanted = {opts.get_field(name).attname for name in fields} if fields else None  # type: ignore[union-attr]
+        # In the model's own field order: Model.from_db maps values to fields in that order.
+        self.fields: list[Field[Any, Any]] = [
+            field for field in opts.concrete_fields if wanted is None or field.attname in wanted
+        ]
         self.attnames = [field.attname for field in self.fields]
         # Per connection object (one per thread): the compiler and converters bind to it.
         self._converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[Any, Any]] = (
