@@ -90,7 +90,7 @@ def test_ready_with_postgres_redis_cache_channel_layer_and_broker(services_stack
     )
     assert backends == [
         "postgresql",
-        "django.core.cache.backends.redis.RedisCache",
+        "apps.core.cache.RedisCache",
         "channels_redis.pubsub.RedisPubSubChannelLayer",
         "redis",
         "django.core.mail.backends.filebased.EmailBackend",

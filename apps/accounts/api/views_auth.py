@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.api import serializers_auth as s
+from apps.accounts.models import DeviceChallenge, Session
 from apps.accounts.selectors import device_challenge_list_pending_for_user, session_list_for_user
 from apps.accounts.services import challenges, login, mfa, passwords, registration, sessions
 from apps.core.api.views import KeelAPIView, KeelGenericAPIView
@@ -156,6 +157,7 @@ class DeviceChallengeListView(KeelGenericAPIView):
     permission_classes = (IsAuthenticated,)
     throttle_classes = _THROTTLES
     serializer_class = s.ChallengeSerializer
+    queryset = DeviceChallenge.objects.none()  # for the schema; reads go through the selector
 
     @extend_schema(operation_id="auth_device_challenges_list", responses=s.ChallengeSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -235,6 +237,7 @@ class SessionListView(KeelGenericAPIView):
     permission_classes = (IsAuthenticated,)
     throttle_classes = _THROTTLES
     serializer_class = s.SessionSerializer
+    queryset = Session.objects.none()  # for the schema; reads go through the selector
 
     @extend_schema(operation_id="auth_sessions_list", responses=s.SessionSerializer(many=True))
     def get(self, request: Request) -> Response:
