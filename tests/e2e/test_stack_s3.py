@@ -127,7 +127,8 @@ def test_file_is_uploaded_to_s3_processed_by_the_worker_and_served_signed(fake_s
         assert stored.status_code in (200, 201, 204), stored.text
 
         file_id = created.json()["id"]
-        assert client.post(f"/api/v1/files/{file_id}/complete", headers=auth).status_code == 202
+        completed = client.post(f"/api/v1/files/{file_id}/complete", headers=auth)
+        assert completed.status_code == 202, (completed.text, s3_stack.output()[-6000:])
 
         def processed() -> dict[str, Any] | None:
             body: dict[str, Any] = client.get(f"/api/v1/files/{file_id}", headers=auth).json()
