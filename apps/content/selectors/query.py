@@ -94,7 +94,19 @@ def _pg_value(col: str, path: tuple[str, ...], *, text: bool) -> tuple[str, list
     return f"NULLIF({sql}, 'null'::jsonb)", params
 
 
-class DataValue(Expression):
+class _OnDocumentData(Expression):
+    """An expression over a document's ``data`` column (the one source expression)."""
+
+    source: Any
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.source]
+
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
+        (self.source,) = exprs
+
+
+class DataValue(_OnDocumentData):
     """The value at a path inside ``Document.data``, as ordered and indexed.
 
     PostgreSQL: ``text`` for strings (``->>``), ``jsonb`` otherwise (numbers
@@ -109,12 +121,6 @@ class DataValue(Expression):
         self.text = text
         self.source: Any = F("data")
 
-    def get_source_expressions(self) -> list[Any]:
-        return [self.source]
-
-    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
-        (self.source,) = exprs
-
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         col, col_params = compiler.compile(self.source)
         if connection.vendor == "postgresql":
@@ -123,7 +129,7 @@ class DataValue(Expression):
         return f"json_extract({col}, %s)", [*col_params, _sqlite_path(self.path)]
 
 
-class DataPredicate(Expression):
+class DataPredicate(_OnDocumentData):
     """A boolean condition on a path inside ``Document.data``.
 
     ``op`` is one of ``eq gt gte lt lte in isnull notnull exists missing
@@ -142,12 +148,6 @@ class DataPredicate(Expression):
         self.kind = kind
         self.value = tuple(value) if isinstance(value, list) else value
         self.source: Any = F("data")
-
-    def get_source_expressions(self) -> list[Any]:
-        return [self.source]
-
-    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
-        (self.source,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         col, col_params = compiler.compile(self.source)
@@ -326,7 +326,7 @@ class DataPredicate(Expression):
         return value
 
 
-class DataOrderCompare(Expression):
+class DataOrderCompare(_OnDocumentData):
     """``<order value of path> <symbol> <cursor value>`` for keyset pagination."""
 
     conditional = True
@@ -340,12 +340,6 @@ class DataOrderCompare(Expression):
         self.symbol = symbol
         self.value = value
         self.source: Any = F("data")
-
-    def get_source_expressions(self) -> list[Any]:
-        return [self.source]
-
-    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
-        (self.source,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         col, _ = compiler.compile(self.source)
